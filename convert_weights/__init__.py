@@ -1,0 +1,10 @@
+"""PyTorch -> hrinpaint_jax weight conversion: one mapping table per source model.
+
+Run as ``python -m convert_weights --model {dfnet,refinement,auto} --input FILE.pth --output DIR``.
+"""
+
+from convert_weights import dfnet, shift_refine
+
+# Converter model name -> table. 'refinement' is the name the authors' file uses.
+TABLES = {"dfnet": dfnet.table(), "shift_refine": shift_refine.table()}
+ALIASES = {"refinement": "shift_refine"}
