@@ -1,0 +1,70 @@
+"""Test setup: 4 fake CPU devices (set before jax is imported) and the shared parity fixtures."""
+
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+# pmap tests need several devices; on CPU XLA fakes them. Must run before jax is imported.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                           + " --xla_force_host_platform_device_count=4").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES_ENV = "HRINPAINT_FIXTURES"
+
+
+def find_fixtures() -> Path:
+    """$HRINPAINT_FIXTURES if set, else ../shared/fixtures beside the repository."""
+    candidates = []
+    if os.environ.get(FIXTURES_ENV):
+        candidates.append(Path(os.environ[FIXTURES_ENV]))
+    candidates.append(REPO.parent / "shared" / "fixtures")
+    for path in candidates:
+        if (path / "dfnet_case.npz").is_file():
+            return path
+    pytest.fail(
+        "parity fixtures not found: looked in " + ", ".join(map(str, candidates))
+        + f". Put the fixtures folder (dfnet_case.npz, dfnet_random.pth.gz, ...) at "
+        f"{REPO.parent / 'shared' / 'fixtures'} or point ${FIXTURES_ENV} at it.", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return find_fixtures()
+
+
+def _gunzip(src: Path, dst: Path) -> Path:
+    with gzip.open(src, "rb") as f, open(dst, "wb") as g:
+        shutil.copyfileobj(f, g)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def dfnet_pth(fixtures_dir, tmp_path_factory) -> Path:
+    """The fixture DFNet checkpoint (bare state_dict), decompressed to a temporary file."""
+    return _gunzip(fixtures_dir / "dfnet_random.pth.gz",
+                   tmp_path_factory.mktemp("pth") / "dfnet_random.pth")
+
+
+@pytest.fixture(scope="session")
+def refinement_pth(fixtures_dir, tmp_path_factory) -> Path:
+    """The fixture refinement checkpoint ({'state_dict': ...} wrapper), decompressed."""
+    return _gunzip(fixtures_dir / "refinement_random.pth.gz",
+                   tmp_path_factory.mktemp("pth") / "refinement_random.pth")
+
+
+@pytest.fixture(scope="session")
+def converted(dfnet_pth, refinement_pth, tmp_path_factory) -> dict[str, Path]:
+    """Both fixture checkpoints converted once through the command-line converter."""
+    from convert_weights.__main__ import main
+
+    out = tmp_path_factory.mktemp("weights")
+    dirs = {"dfnet": out / "dfnet", "shift_refine": out / "shift_refine"}
+    assert main(["--model", "dfnet", "--input", str(dfnet_pth), "--output",
+                 str(dirs["dfnet"])]) == 0
+    assert main(["--model", "refinement", "--input", str(refinement_pth), "--output",
+                 str(dirs["shift_refine"])]) == 0
+    return dirs
