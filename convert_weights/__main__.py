@@ -1,6 +1,6 @@
 """Command line: convert a PyTorch checkpoint of DFNet or the refinement U-Net.
 
-  python -m convert_weights --model auto --input model_places2.pth --output weights/dfnet [--verify]
+python -m convert_weights --model auto --input model_places2.pth --output weights/dfnet [--verify]
 """
 
 import argparse
@@ -8,32 +8,48 @@ import sys
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m convert_weights", description=__doc__.strip(),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="auto",
-                   choices=["auto", "dfnet", "refinement", "shift_refine"],
-                   help="source model; 'auto' detects it from the state_dict keys (default)")
+    p = argparse.ArgumentParser(
+        prog="python -m convert_weights",
+        description=__doc__.strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        default="auto",
+        choices=["auto", "dfnet", "refinement", "shift_refine"],
+        help="source model; 'auto' detects it from the state_dict keys (default)",
+    )
     p.add_argument("--input", required=True, help="PyTorch checkpoint (.pth, zip or legacy format)")
     p.add_argument("--output", required=True, help="weights directory to create")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing output directory (only once the new one is complete)")
-    p.add_argument("--verify", action="store_true",
-                   help="load the result and run it on a fixed 512x512 input; print statistics")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output directory (only once the new one is complete)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="load the result and run it on a fixed 512x512 input; print statistics",
+    )
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from convert_weights import ALIASES, TABLES
     from hrinpaint_jax.checkpoints import CheckpointError
     from hrinpaint_jax.conversion import ConversionError, convert_checkpoint
 
-    from convert_weights import ALIASES, TABLES
-
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
     try:
-        model, out = convert_checkpoint(args.input, args.output, TABLES,
-                                        model=ALIASES.get(args.model, args.model),
-                                        overwrite=args.overwrite, log=log)
+        model, out = convert_checkpoint(
+            args.input,
+            args.output,
+            TABLES,
+            model=ALIASES.get(args.model, args.model),
+            overwrite=args.overwrite,
+            log=log,
+        )
         if args.verify:
             from hrinpaint_jax.conversion import verify_pretrained
 

@@ -35,9 +35,14 @@ def _checkpointer():
     return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
 
 
-def save_pretrained(directory: str | os.PathLike, model: str, variables: Mapping[str, Any],
-                    model_kwargs: Mapping[str, Any] | None = None,
-                    metadata: Mapping[str, Any] | None = None, overwrite: bool = False) -> str:
+def save_pretrained(
+    directory: str | os.PathLike,
+    model: str,
+    variables: Mapping[str, Any],
+    model_kwargs: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> str:
     """Writes ``variables`` of registered model ``model`` to ``directory`` atomically.
 
     Args:
@@ -57,13 +62,21 @@ def save_pretrained(directory: str | os.PathLike, model: str, variables: Mapping
         raise CheckpointError(f"output exists, not overwriting (pass overwrite): {directory}")
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
-    meta = {"format": FORMAT, "model": model, "model_kwargs": dict(model_kwargs or {}),
-            **dict(metadata or {})}
+    meta = {
+        "format": FORMAT,
+        "model": model,
+        "model_kwargs": dict(model_kwargs or {}),
+        **dict(metadata or {}),
+    }
     host_vars = jax.tree.map(np.asarray, dict(variables))
     staging = os.path.join(parent, f".{os.path.basename(directory)}.partial-{uuid.uuid4().hex[:8]}")
     try:
-        _checkpointer().save(staging, ocp.args.Composite(
-            variables=ocp.args.StandardSave(host_vars), metadata=ocp.args.JsonSave(meta)))
+        _checkpointer().save(
+            staging,
+            ocp.args.Composite(
+                variables=ocp.args.StandardSave(host_vars), metadata=ocp.args.JsonSave(meta)
+            ),
+        )
         if os.path.exists(directory):
             trash = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.old-", dir=parent)
             os.replace(directory, os.path.join(trash, "old"))
@@ -85,8 +98,9 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"weights directory not found: {directory}")
     if not os.path.isdir(os.path.join(directory, "metadata")):
         raise CheckpointError(f"not a hrinpaint_jax weights directory (no metadata/): {directory}")
-    meta = _checkpointer().restore(directory, ocp.args.Composite(
-        metadata=ocp.args.JsonRestore())).metadata
+    meta = (
+        _checkpointer().restore(directory, ocp.args.Composite(metadata=ocp.args.JsonRestore())).metadata
+    )
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"unknown weights format in {directory}: {meta.get('format')!r}")
     return meta
@@ -109,15 +123,21 @@ def load_pretrained(directory: str | os.PathLike, **model_overrides):
     meta = read_metadata(directory)
     name = meta["model"]
     model = get_model(name, **{**meta.get("model_kwargs", {}), **model_overrides})
-    abstract = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), *dummy_inputs(name), train=False))
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), *dummy_inputs(name), train=False))
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, np.float32), dict(abstract))
     try:
-        restored = _checkpointer().restore(os.path.abspath(os.fspath(directory)), ocp.args.Composite(
-            variables=ocp.args.StandardRestore(abstract))).variables
+        restored = (
+            _checkpointer()
+            .restore(
+                os.path.abspath(os.fspath(directory)),
+                ocp.args.Composite(variables=ocp.args.StandardRestore(abstract)),
+            )
+            .variables
+        )
     except ValueError as e:
-        raise CheckpointError(f"weights in {directory} do not fit model {name}: "
-                              f"{str(e).splitlines()[0]}") from e
+        raise CheckpointError(
+            f"weights in {directory} do not fit model {name}: {str(e).splitlines()[0]}"
+        ) from e
     # orbax restores the stored shapes even when the target disagrees: check them here.
     want, got = expected_shapes(abstract), expected_shapes(restored)
     bad = [f"{'/'.join(k)} {got[k]} (expected {want[k]})" for k in want if got.get(k) != want[k]]

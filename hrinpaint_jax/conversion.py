@@ -65,17 +65,20 @@ class TableBuilder:
 
     def conv(self, torch_prefix: str, flax_module: Sequence[str]) -> None:
         """A PyTorch ``Conv2d`` with bias mapped onto a Flax ``nn.Conv``."""
-        self.rules += [Rule(f"{torch_prefix}.weight", ("params", *flax_module, "kernel"),
-                            OIHW_TO_HWIO),
-                       Rule(f"{torch_prefix}.bias", ("params", *flax_module, "bias"))]
+        self.rules += [
+            Rule(f"{torch_prefix}.weight", ("params", *flax_module, "kernel"), OIHW_TO_HWIO),
+            Rule(f"{torch_prefix}.bias", ("params", *flax_module, "bias")),
+        ]
 
     def batchnorm(self, torch_prefix: str, flax_module: Sequence[str]) -> None:
         """A PyTorch ``BatchNorm2d``: affine params, running stats to ``batch_stats``, and its
         ``num_batches_tracked`` counter dropped (Flax keeps no such counter)."""
-        self.rules += [Rule(f"{torch_prefix}.weight", ("params", *flax_module, "scale")),
-                       Rule(f"{torch_prefix}.bias", ("params", *flax_module, "bias")),
-                       Rule(f"{torch_prefix}.running_mean", ("batch_stats", *flax_module, "mean")),
-                       Rule(f"{torch_prefix}.running_var", ("batch_stats", *flax_module, "var"))]
+        self.rules += [
+            Rule(f"{torch_prefix}.weight", ("params", *flax_module, "scale")),
+            Rule(f"{torch_prefix}.bias", ("params", *flax_module, "bias")),
+            Rule(f"{torch_prefix}.running_mean", ("batch_stats", *flax_module, "mean")),
+            Rule(f"{torch_prefix}.running_var", ("batch_stats", *flax_module, "var")),
+        ]
         self.dropped.append(f"{torch_prefix}.num_batches_tracked")
 
     def build(self) -> Table:
@@ -119,13 +122,15 @@ def extract_state_dict(obj: Any) -> dict[str, np.ndarray]:
         raise ConversionError(f"checkpoint holds no state_dict (found {type(obj).__name__})")
     non_tensors = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if non_tensors:
-        raise ConversionError("checkpoint is not a state_dict: entries that are not tensors: "
-                              + _short_list(map(str, non_tensors)))
+        raise ConversionError(
+            "checkpoint is not a state_dict: entries that are not tensors: "
+            + _short_list(map(str, non_tensors))
+        )
     state = {}
     for key, value in obj.items():
         key = str(key)
         if key.startswith("module."):
-            key = key[len("module."):]
+            key = key[len("module.") :]
         if key in state:
             raise ConversionError(f"duplicate key after removing the 'module.' prefix: {key}")
         value = value.detach().cpu()
@@ -147,8 +152,9 @@ def expected_shapes(variables: Mapping[str, Any]) -> dict[tuple[str, ...], tuple
     return {tuple(k): tuple(v.shape) for k, v in flat.items()}
 
 
-def apply_table(state: Mapping[str, np.ndarray], table: Table,
-                shapes: Mapping[tuple[str, ...], tuple[int, ...]]) -> dict[str, Any]:
+def apply_table(
+    state: Mapping[str, np.ndarray], table: Table, shapes: Mapping[tuple[str, ...], tuple[int, ...]]
+) -> dict[str, Any]:
     """Maps a state_dict onto Flax variables strictly.
 
     Args:
@@ -165,8 +171,9 @@ def apply_table(state: Mapping[str, np.ndarray], table: Table,
     table_paths = {rule.flax_path for rule in table.rules}
     if table_paths != set(shapes):
         # A table that does not cover the model is a bug in this package, not in the user's file.
-        raise AssertionError(f"table for {table.model} does not match the model: "
-                             f"{sorted(set(shapes) ^ table_paths)[:5]}")
+        raise AssertionError(
+            f"table for {table.model} does not match the model: {sorted(set(shapes) ^ table_paths)[:5]}"
+        )
     known = {rule.torch_key for rule in table.rules} | set(table.dropped)
     missing = [rule.torch_key for rule in table.rules if rule.torch_key not in state]
     unexpected = [key for key in state if key not in known]
@@ -206,8 +213,10 @@ def detect_model(state: Mapping[str, np.ndarray], tables: Mapping[str, Table]) -
     scores = {name: len(keys & {r.torch_key for r in t.rules}) for name, t in tables.items()}
     best = max(scores, key=scores.get)
     if scores[best] == 0:
-        raise ConversionError("cannot detect the model: no key matches any known model; first keys: "
-                              + _short_list(sorted(keys), limit=5))
+        raise ConversionError(
+            "cannot detect the model: no key matches any known model; first keys: "
+            + _short_list(sorted(keys), limit=5)
+        )
     return best
 
 
@@ -221,9 +230,14 @@ def _short_list(items: Iterable[str], limit: int = 8) -> str:
 # The whole conversion, and a smoke run of its result.
 
 
-def convert_checkpoint(input_path: str | os.PathLike, output_dir: str | os.PathLike,
-                       tables: Mapping[str, Table], model: str = "auto", overwrite: bool = False,
-                       log: Callable[[str], None] = print) -> tuple[str, str]:
+def convert_checkpoint(
+    input_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    tables: Mapping[str, Table],
+    model: str = "auto",
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> tuple[str, str]:
     """Reads a PyTorch checkpoint, maps it through a table and writes a weights directory.
 
     Nothing is written unless every key maps cleanly; the output appears atomically.
@@ -260,7 +274,8 @@ def convert_checkpoint(input_path: str | os.PathLike, output_dir: str | os.PathL
     log(f"[2/4] mapping {len(state)} tensors onto {model}")
     flax_model = get_model(model)
     abstract = jax.eval_shape(
-        lambda: flax_model.init(jax.random.key(0), *dummy_inputs(model), train=False))
+        lambda: flax_model.init(jax.random.key(0), *dummy_inputs(model), train=False)
+    )
     variables = apply_table(state, tables[model], expected_shapes(abstract))
     n_params = sum(a.size for a in jax.tree.leaves(variables["params"]))
     log(f"      {n_params:,} trainable parameters")
@@ -270,10 +285,18 @@ def convert_checkpoint(input_path: str | os.PathLike, output_dir: str | os.PathL
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
     log(f"[4/4] writing {output_dir}")
-    out = save_pretrained(output_dir, model, variables, metadata={
-        "source": os.path.basename(os.fspath(input_path)), "source_sha256": digest.hexdigest(),
-        "num_params": int(n_params), "converter": f"hrinpaint_jax {__version__}"},
-        overwrite=overwrite)
+    out = save_pretrained(
+        output_dir,
+        model,
+        variables,
+        metadata={
+            "source": os.path.basename(os.fspath(input_path)),
+            "source_sha256": digest.hexdigest(),
+            "num_params": int(n_params),
+            "converter": f"hrinpaint_jax {__version__}",
+        },
+        overwrite=overwrite,
+    )
     log(f"done in {time.perf_counter() - start:.1f} s")
     return model, out
 
@@ -283,10 +306,12 @@ def verification_inputs(model: str, height: int = 512, width: int = 512):
     import jax.numpy as jnp
 
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.stack([0.5 + 0.4 * np.sin(x / 37.0), 0.5 + 0.4 * np.cos(y / 23.0),
-                      (x + y) / (height + width)], axis=-1)[None]
+    image = np.stack(
+        [0.5 + 0.4 * np.sin(x / 37.0), 0.5 + 0.4 * np.cos(y / 23.0), (x + y) / (height + width)],
+        axis=-1,
+    )[None]
     hole = np.zeros((1, height, width, 1), np.float32)
-    hole[:, height // 3:2 * height // 3, width // 3:2 * width // 3] = 1.0
+    hole[:, height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = 1.0
     if model == "dfnet":  # DFNet: BGR order, mask 1 = known, holes zeroed
         known = 1.0 - hole
         return jnp.asarray(image[..., ::-1] * known), jnp.asarray(known)
@@ -300,12 +325,21 @@ def verification_inputs(model: str, height: int = 512, width: int = 512):
 def output_statistics(outputs) -> list[dict[str, Any]]:
     """min / max / mean / std and shape of each output array (a list, or a single array)."""
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return [{"shape": tuple(int(d) for d in o.shape), "min": float(o.min()), "max": float(o.max()),
-             "mean": float(o.mean()), "std": float(o.std())} for o in map(np.asarray, outputs)]
+    return [
+        {
+            "shape": tuple(int(d) for d in o.shape),
+            "min": float(o.min()),
+            "max": float(o.max()),
+            "mean": float(o.mean()),
+            "std": float(o.std()),
+        }
+        for o in map(np.asarray, outputs)
+    ]
 
 
-def verify_pretrained(directory: str | os.PathLike, size: int = 512,
-                      log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def verify_pretrained(
+    directory: str | os.PathLike, size: int = 512, log: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
     """Loads a weights directory, runs one eval forward on ``verification_inputs`` and logs
     statistics of every output (the numbers to compare with the original code on the same input)."""
     import time
@@ -319,10 +353,14 @@ def verify_pretrained(directory: str | os.PathLike, size: int = 512,
     forward = jax.jit(lambda v, *x: model.apply(v, *x, train=False))
     start = time.perf_counter()
     outputs = jax.block_until_ready(forward(variables, *inputs))
-    log(f"verify: {meta['model']} forward at {size}x{size} in "
-        f"{time.perf_counter() - start:.2f} s (including compilation)")
+    log(
+        f"verify: {meta['model']} forward at {size}x{size} in "
+        f"{time.perf_counter() - start:.2f} s (including compilation)"
+    )
     stats = output_statistics(outputs)
     for i, s in enumerate(stats):
-        log(f"  output {i}: shape {s['shape']} min {s['min']:.6f} max {s['max']:.6f} "
-            f"mean {s['mean']:.6f} std {s['std']:.6f}")
+        log(
+            f"  output {i}: shape {s['shape']} min {s['min']:.6f} max {s['max']:.6f} "
+            f"mean {s['mean']:.6f} std {s['std']:.6f}"
+        )
     return stats

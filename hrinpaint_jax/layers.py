@@ -58,9 +58,15 @@ class SameConv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         pad = same_padding(self.kernel_size, self.stride)
-        return nn.Conv(self.features, (self.kernel_size, self.kernel_size),
-                       strides=(self.stride, self.stride), padding=(pad, pad), dtype=self.dtype,
-                       precision=self.precision, name="conv")(x)
+        return nn.Conv(
+            self.features,
+            (self.kernel_size, self.kernel_size),
+            strides=(self.stride, self.stride),
+            padding=(pad, pad),
+            dtype=self.dtype,
+            precision=self.precision,
+            name="conv",
+        )(x)
 
 
 class TorchBatchNorm(nn.Module):
@@ -132,12 +138,19 @@ class EncoderBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        x = SameConv(self.features, self.kernel_size, stride=2, dtype=self.dtype,
-                     precision=self.precision, name="conv")(x)
+        x = SameConv(
+            self.features,
+            self.kernel_size,
+            stride=2,
+            dtype=self.dtype,
+            precision=self.precision,
+            name="conv",
+        )(x)
         if not self.use_norm_act:
             return x
-        x = TorchBatchNorm(use_running_average=not train, axis_name=self.bn_axis_name,
-                           dtype=self.dtype, name="bn")(x)
+        x = TorchBatchNorm(
+            use_running_average=not train, axis_name=self.bn_axis_name, dtype=self.dtype, name="bn"
+        )(x)
         return nn.relu(x)
 
 
@@ -158,10 +171,17 @@ class DecoderBlock(nn.Module):
         x = upsample_nearest_2x(x).astype(skip.dtype)
         # Concat order matters: the conv kernel's input channels are [upsampled, skip].
         x = jnp.concatenate([x, skip], axis=-1)
-        x = SameConv(self.features, self.kernel_size, stride=1, dtype=self.dtype,
-                     precision=self.precision, name="conv")(x)
-        x = TorchBatchNorm(use_running_average=not train, axis_name=self.bn_axis_name,
-                           dtype=self.dtype, name="bn")(x)
+        x = SameConv(
+            self.features,
+            self.kernel_size,
+            stride=1,
+            dtype=self.dtype,
+            precision=self.precision,
+            name="conv",
+        )(x)
+        x = TorchBatchNorm(
+            use_running_average=not train, axis_name=self.bn_axis_name, dtype=self.dtype, name="bn"
+        )(x)
         return nn.leaky_relu(x, LEAKY_SLOPE)
 
 

@@ -6,29 +6,21 @@ import shutil
 from pathlib import Path
 
 # pmap tests need several devices; on CPU XLA fakes them. Must run before jax is imported.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                           + " --xla_force_host_platform_device_count=4").strip()
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES_ENV = "HRINPAINT_FIXTURES"
-
 
 def find_fixtures() -> Path:
-    """$HRINPAINT_FIXTURES if set, else ../shared/fixtures beside the repository."""
-    candidates = []
-    if os.environ.get(FIXTURES_ENV):
-        candidates.append(Path(os.environ[FIXTURES_ENV]))
-    candidates.append(REPO.parent / "shared" / "fixtures")
-    for path in candidates:
-        if (path / "dfnet_case.npz").is_file():
-            return path
-    pytest.fail(
-        "parity fixtures not found: looked in " + ", ".join(map(str, candidates))
-        + f". Put the fixtures folder (dfnet_case.npz, dfnet_random.pth.gz, ...) at "
-        f"{REPO.parent / 'shared' / 'fixtures'} or point ${FIXTURES_ENV} at it.", pytrace=False)
+    from hrinpaint_jax.demo import find_fixtures as find
+
+    try:
+        return find()
+    except FileNotFoundError as e:  # fail loudly, never skip: parity is the point of the suite
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -45,15 +37,18 @@ def _gunzip(src: Path, dst: Path) -> Path:
 @pytest.fixture(scope="session")
 def dfnet_pth(fixtures_dir, tmp_path_factory) -> Path:
     """The fixture DFNet checkpoint (bare state_dict), decompressed to a temporary file."""
-    return _gunzip(fixtures_dir / "dfnet_random.pth.gz",
-                   tmp_path_factory.mktemp("pth") / "dfnet_random.pth")
+    return _gunzip(
+        fixtures_dir / "dfnet_random.pth.gz", tmp_path_factory.mktemp("pth") / "dfnet_random.pth"
+    )
 
 
 @pytest.fixture(scope="session")
 def refinement_pth(fixtures_dir, tmp_path_factory) -> Path:
     """The fixture refinement checkpoint ({'state_dict': ...} wrapper), decompressed."""
-    return _gunzip(fixtures_dir / "refinement_random.pth.gz",
-                   tmp_path_factory.mktemp("pth") / "refinement_random.pth")
+    return _gunzip(
+        fixtures_dir / "refinement_random.pth.gz",
+        tmp_path_factory.mktemp("pth") / "refinement_random.pth",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -63,8 +58,18 @@ def converted(dfnet_pth, refinement_pth, tmp_path_factory) -> dict[str, Path]:
 
     out = tmp_path_factory.mktemp("weights")
     dirs = {"dfnet": out / "dfnet", "shift_refine": out / "shift_refine"}
-    assert main(["--model", "dfnet", "--input", str(dfnet_pth), "--output",
-                 str(dirs["dfnet"])]) == 0
-    assert main(["--model", "refinement", "--input", str(refinement_pth), "--output",
-                 str(dirs["shift_refine"])]) == 0
+    assert main(["--model", "dfnet", "--input", str(dfnet_pth), "--output", str(dirs["dfnet"])]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                "refinement",
+                "--input",
+                str(refinement_pth),
+                "--output",
+                str(dirs["shift_refine"]),
+            ]
+        )
+        == 0
+    )
     return dirs

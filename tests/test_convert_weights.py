@@ -41,11 +41,14 @@ def test_auto_detects_both_models(converted, dfnet_pth, refinement_pth, tmp_path
 
 def test_running_statistics_land_in_batch_stats(converted, dfnet_state):
     _, variables, meta = load_pretrained(converted["dfnet"])
-    np.testing.assert_array_equal(np.asarray(variables["batch_stats"]["en_1"]["bn"]["var"]),
-                                  dfnet_state["en_1.encode.1.running_var"].numpy())
+    np.testing.assert_array_equal(
+        np.asarray(variables["batch_stats"]["en_1"]["bn"]["var"]),
+        dfnet_state["en_1.encode.1.running_var"].numpy(),
+    )
     np.testing.assert_array_equal(
         np.asarray(variables["params"]["en_0"]["conv"]["conv"]["kernel"]),
-        dfnet_state["en_0.encode.0.conv.1.weight"].numpy().transpose(2, 3, 1, 0))
+        dfnet_state["en_0.encode.0.conv.1.weight"].numpy().transpose(2, 3, 1, 0),
+    )
     assert meta["num_params"] == 32_880_504
     assert len(meta["source_sha256"]) == 64
 
@@ -56,8 +59,9 @@ def test_module_prefix_and_legacy_format(converted, dfnet_state, tmp_path):
     assert convert(tmp_path / "prefixed.pth", tmp_path / "p") == 0
     assert_same_variables(tmp_path / "p", converted["dfnet"])
     # The pre-1.6 (non-zip) container, wrapped like the released refinement.pth.
-    torch.save({"state_dict": dfnet_state}, tmp_path / "legacy.pth",
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {"state_dict": dfnet_state}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False
+    )
     with open(tmp_path / "legacy.pth", "rb") as f:
         assert f.read(2) != b"PK"  # not a zip archive
     assert convert(tmp_path / "legacy.pth", tmp_path / "l", model="dfnet") == 0
@@ -72,10 +76,15 @@ def broken_states(state):
     extra["fuse_6.map2img.0.conv.weight"] = torch.zeros(3, 512, 1, 1)
     shaped = dict(state)
     shaped["en_2.encode.0.conv.1.weight"] = torch.zeros(256, 128, 3, 3)
-    return [("missing", missing, "1 missing key(s): de_3.decode.1.running_var"),
-            ("extra", extra, "1 unexpected key(s): fuse_6.map2img.0.conv.weight"),
-            ("shape", shaped, "en_2.encode.0.conv.1.weight (256, 128, 3, 3) "
-                              "(expected (256, 128, 5, 5))")]
+    return [
+        ("missing", missing, "1 missing key(s): de_3.decode.1.running_var"),
+        ("extra", extra, "1 unexpected key(s): fuse_6.map2img.0.conv.weight"),
+        (
+            "shape",
+            shaped,
+            "en_2.encode.0.conv.1.weight (256, 128, 3, 3) (expected (256, 128, 5, 5))",
+        ),
+    ]
 
 
 def test_rejects_missing_extra_and_misshaped_keys(dfnet_state, tmp_path, capsys):
@@ -133,8 +142,21 @@ def test_existing_output_is_kept_unless_overwrite(dfnet_pth, refinement_pth, tmp
 def test_command_line_verify(refinement_pth, tmp_path):
     """`python -m convert_weights --verify` in a subprocess: exit code, stats on stdout."""
     proc = subprocess.run(
-        [sys.executable, "-m", "convert_weights", "--input", str(refinement_pth), "--output",
-         str(tmp_path / "v"), "--verify"], capture_output=True, text=True, cwd=REPO, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "convert_weights",
+            "--input",
+            str(refinement_pth),
+            "--output",
+            str(tmp_path / "v"),
+            "--verify",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "[4/4] writing" in proc.stderr
     assert "output 0: shape (1, 512, 512, 3)" in proc.stdout

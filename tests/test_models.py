@@ -43,8 +43,15 @@ def test_rejects_sizes_not_multiple_of_256(name):
 
 def small_dfnet(**kw):
     """A narrow DFNet with 3 levels: the same code paths at a fraction of the cost."""
-    return get_model("dfnet", en_ksize=(7, 5, 3), de_ksize=(3, 3, 3), blend_layers=(0, 1, 2),
-                     base_features=8, max_features=16, **kw)
+    return get_model(
+        "dfnet",
+        en_ksize=(7, 5, 3),
+        de_ksize=(3, 3, 3),
+        blend_layers=(0, 1, 2),
+        base_features=8,
+        max_features=16,
+        **kw,
+    )
 
 
 def test_train_mode_uses_batch_statistics_and_updates_running_averages():
@@ -59,7 +66,7 @@ def test_train_mode_uses_batch_statistics_and_updates_running_averages():
     assert float(jnp.abs(train_out[0] - eval_out[0]).max()) > 1e-3
     before = jax.tree.leaves(variables["batch_stats"])
     after = jax.tree.leaves(updates["batch_stats"])
-    assert all(float(jnp.abs(a - b).max()) > 0 for a, b in zip(after, before))
+    assert all(float(jnp.abs(a - b).max()) > 0 for a, b in zip(after, before, strict=True))
 
 
 def test_bfloat16_compute_keeps_float32_params():
@@ -81,8 +88,9 @@ def test_gradients_flow_to_every_parameter():
     variables = model.init(jax.random.key(0), img, mask, train=False)
 
     def loss(params):
-        outs, _ = model.apply({**variables, "params": params}, img * mask, mask, train=True,
-                              mutable=["batch_stats"])
+        outs, _ = model.apply(
+            {**variables, "params": params}, img * mask, mask, train=True, mutable=["batch_stats"]
+        )
         return sum(jnp.mean(jnp.abs(o - 0.5)) for o in outs)
 
     grads = jax.grad(loss)(variables["params"])

@@ -24,7 +24,8 @@ def test_dfnet_matches_reference(case, converted, fixtures_dir):
     data = np.load(fixtures_dir / f"{case}.npz")
     model, variables, _ = load_pretrained(converted["dfnet"])
     outputs = jax.jit(lambda v, x, m: model.apply(v, x, m, train=False))(
-        variables, nhwc(data["img_miss"]), nhwc(data["mask"]))
+        variables, nhwc(data["img_miss"]), nhwc(data["mask"])
+    )
     assert len(outputs) == 6
     for k, out in enumerate(outputs):
         want = nhwc(data[f"out_{k}"])

@@ -20,8 +20,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hrinpaint_jax.layers import (LEAKY_SLOPE, DecoderBlock, Dtype, EncoderBlock, Precision,
-                                  SameConv, TorchBatchNorm, encoder_widths)
+from hrinpaint_jax.layers import (
+    LEAKY_SLOPE,
+    DecoderBlock,
+    Dtype,
+    EncoderBlock,
+    Precision,
+    SameConv,
+    TorchBatchNorm,
+    encoder_widths,
+)
 from hrinpaint_jax.ops.resize import resize_bilinear_torch
 
 
@@ -41,10 +49,10 @@ class FusionBlock(nn.Module):
 
     @nn.compact
     def __call__(self, features: jax.Array, img_miss: jax.Array, *, train: bool) -> jax.Array:
-        conv = lambda c, k, name: SameConv(c, k, dtype=self.dtype, precision=self.precision,
-                                           name=name)
-        bn = lambda name: TorchBatchNorm(use_running_average=not train,
-                                         axis_name=self.bn_axis_name, dtype=self.dtype, name=name)
+        conv = lambda c, k, name: SameConv(c, k, dtype=self.dtype, precision=self.precision, name=name)
+        bn = lambda name: TorchBatchNorm(
+            use_running_average=not train, axis_name=self.bn_axis_name, dtype=self.dtype, name=name
+        )
         image = resize_bilinear_torch(img_miss, features.shape[1:3]).astype(features.dtype)
         raw = nn.sigmoid(conv(self.c_img, 1, "map2img")(features))
         # Blend's mid width is max(in_channels // 2, 32) in the reference: 32 for 6 input channels.
@@ -84,8 +92,7 @@ class DFNet(nn.Module):
     precision: Precision = None
 
     @nn.compact
-    def __call__(self, img_miss: jax.Array, mask: jax.Array, *, train: bool = False
-                 ) -> list[jax.Array]:
+    def __call__(self, img_miss: jax.Array, mask: jax.Array, *, train: bool = False) -> list[jax.Array]:
         """Runs the network.
 
         Args:
@@ -96,10 +103,12 @@ class DFNet(nn.Module):
           ``len(blend_layers)`` fused images, **finest first**: entry k is [B, H/2^k, W/2^k, c_img].
         """
         depth = len(self.en_ksize)
-        factor = 2 ** depth
+        factor = 2**depth
         if img_miss.shape[1] % factor or img_miss.shape[2] % factor:
-            raise ValueError(f"DFNet needs H and W to be multiples of {factor}, got "
-                             f"{img_miss.shape[1]}x{img_miss.shape[2]}")
+            raise ValueError(
+                f"DFNet needs H and W to be multiples of {factor}, got "
+                f"{img_miss.shape[1]}x{img_miss.shape[2]}"
+            )
         kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype, precision=self.precision)
         x = jnp.concatenate([img_miss, mask], axis=-1)  # order: [img_miss, mask]
         if self.dtype is not None:
@@ -108,7 +117,7 @@ class DFNet(nn.Module):
         # skips[i] is the input of en_i: the raw 4-channel input, then each encoder's output.
         skips = [x]
         widths = encoder_widths(self.base_features, self.max_features, depth)
-        for i, (width, k) in enumerate(zip(widths, self.en_ksize)):
+        for i, (width, k) in enumerate(zip(widths, self.en_ksize, strict=True)):
             x = EncoderBlock(width, k, use_norm_act=i > 0, name=f"en_{i}", **kw)(x, train=train)
             skips.append(x)
 
@@ -118,7 +127,8 @@ class DFNet(nn.Module):
         for j in reversed(range(depth)):
             skip = skips.pop()
             x = DecoderBlock(skip.shape[-1], self.de_ksize[j], name=f"de_{j}", **kw)(
-                x, skip, train=train)
+                x, skip, train=train
+            )
             if j in self.blend_layers:
                 fuse = FusionBlock(self.c_img, self.c_alpha, name=f"fuse_{j}", **kw)
                 results.append(fuse(x, img_miss, train=train))

@@ -16,8 +16,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hrinpaint_jax.layers import (DecoderBlock, Dtype, EncoderBlock, Precision, SameConv,
-                                  encoder_widths)
+from hrinpaint_jax.layers import (
+    DecoderBlock,
+    Dtype,
+    EncoderBlock,
+    Precision,
+    SameConv,
+    encoder_widths,
+)
 
 # Layout of the 19 image channels that follow the mask (REFERENCE.md section 3.1):
 # matched image, then (image, mask) for the shifts up, down, right, left.
@@ -58,10 +64,12 @@ class ShiftRefineUNet(nn.Module):
           [B, H, W, 3]: sigmoid output inside the hole, ``image[..., :3]`` outside.
         """
         depth = len(self.en_ksize)
-        factor = 2 ** depth
+        factor = 2**depth
         if image.shape[1] % factor or image.shape[2] % factor:
-            raise ValueError(f"the refinement U-Net needs H and W to be multiples of {factor}, got "
-                             f"{image.shape[1]}x{image.shape[2]}")
+            raise ValueError(
+                f"the refinement U-Net needs H and W to be multiples of {factor}, got "
+                f"{image.shape[1]}x{image.shape[2]}"
+            )
         kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype, precision=self.precision)
         x = jnp.concatenate([mask, image], axis=-1)  # order: [mask, image] (mask first)
         if self.dtype is not None:
@@ -69,7 +77,7 @@ class ShiftRefineUNet(nn.Module):
 
         skips = [x]
         widths = encoder_widths(self.base_features, self.max_features, depth)
-        for i, (width, k) in enumerate(zip(widths, self.en_ksize)):
+        for i, (width, k) in enumerate(zip(widths, self.en_ksize, strict=True)):
             x = EncoderBlock(width, k, use_norm_act=i > 0, name=f"en{i + 1}", **kw)(x, train=train)
             skips.append(x)
 
@@ -79,7 +87,10 @@ class ShiftRefineUNet(nn.Module):
             skip = skips.pop()
             x = DecoderBlock(skip.shape[-1], name=f"de{n}", **kw)(x, skip, train=train)
 
-        head = nn.sigmoid(SameConv(self.out_channels, 1, dtype=self.dtype, precision=self.precision,
-                                   name="last_conv")(x))
+        head = nn.sigmoid(
+            SameConv(self.out_channels, 1, dtype=self.dtype, precision=self.precision, name="last_conv")(
+                x
+            )
+        )
         head = head.astype(image.dtype)
-        return mask * head + (1.0 - mask) * image[..., :self.out_channels]
+        return mask * head + (1.0 - mask) * image[..., : self.out_channels]

@@ -42,8 +42,7 @@ def resize_bilinear_torch(x: jax.Array, size: tuple[int, int]) -> jax.Array:
     out_h, out_w = size
     if (out_h, out_w) == x.shape[1:3]:
         return x
-    return jax.image.resize(x, (x.shape[0], out_h, out_w, x.shape[3]), method="linear",
-                            antialias=False)
+    return jax.image.resize(x, (x.shape[0], out_h, out_w, x.shape[3]), method="linear", antialias=False)
 
 
 def nearest_indices_cv2(in_size: int, out_size: int) -> np.ndarray:

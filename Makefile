@@ -1,0 +1,34 @@
+# hrinpaint_jax: `make demo` and `make test` do all set-up on a fresh machine (Python 3.11).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv demo test lint bench clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+## demo: convert the fixture weights and run both networks on a bundled photo
+demo: venv
+	$(BIN)/hrinpaint demo --out demo_output
+
+## test: lint, then the whole test suite (4 fake CPU devices, see tests/conftest.py)
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+
+## bench: CPU forward timings of both networks (prints a Markdown table)
+bench: venv
+	$(BIN)/python benchmarks/forward_cpu.py
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache

@@ -1,0 +1,73 @@
+"""The command-line entry points: --help, exit codes, the demo and `hrinpaint info`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs.default import get_config
+from hrinpaint_jax.cli import main as cli_main
+from hrinpaint_jax.models import dummy_inputs, get_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(*args, timeout=120):
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train.py", "--help"],
+        ["evaluate.py", "--help"],
+        ["-m", "convert_weights", "--help"],
+        ["-m", "hrinpaint_jax.cli", "--help"],
+    ],
+)
+def test_help_exits_zero(args):
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "--" in proc.stdout
+
+
+def test_train_and_evaluate_say_not_available_with_nonzero_exit():
+    for script in ("train.py", "evaluate.py"):
+        proc = run(script, "--config", "configs/default.py", "--config.dfnet.base_features=32")
+        assert proc.returncode == 2
+        assert "not yet available" in proc.stderr
+
+
+def test_default_config_builds_the_released_architectures():
+    import jax
+
+    config = get_config()
+    for name, params in (("dfnet", 32_880_504), ("shift_refine", 36_858_507)):
+        model = get_model(name, **config[name].to_dict())
+        v = jax.eval_shape(
+            lambda m=model, n=name: m.init(jax.random.key(0), *dummy_inputs(n), train=False)
+        )
+        assert sum(x.size for x in jax.tree.leaves(v["params"])) == params
+
+
+def test_info_prints_metadata(converted, capsys):
+    assert cli_main(["info", str(converted["dfnet"])]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["model"] == "dfnet" and meta["source"] == "dfnet_random.pth"
+    assert cli_main(["info", str(converted["dfnet"] / "nope")]) == 2
+    assert "weights directory not found" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    assert cli_main(["demo", "--out", str(tmp_path), "--refine-size", "512"]) == 0
+    out = capsys.readouterr().out
+    assert "| DFNet | 512x512 |" in out and "| shift refinement U-Net | 512x512 |" in out
+    from PIL import Image
+
+    with Image.open(tmp_path / "demo_strip.png") as im:
+        assert im.size == (3 * 512, 512)
+    assert cli_main(["demo", "--out", str(tmp_path), "--refine-size", "300"]) == 2
