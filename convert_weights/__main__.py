@@ -36,6 +36,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from hrinpaint_jax.runtime import tune_cpu_flags
+
+    tune_cpu_flags()  # before anything imports jax
     from convert_weights import ALIASES, TABLES
     from hrinpaint_jax.checkpoints import CheckpointError
     from hrinpaint_jax.conversion import ConversionError, convert_checkpoint

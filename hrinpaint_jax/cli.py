@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from hrinpaint_jax.runtime import tune_cpu_flags
+
+    tune_cpu_flags()  # before anything imports jax
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["convert"]:
         from convert_weights.__main__ import main as convert_main

@@ -71,3 +71,31 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     with Image.open(tmp_path / "demo_strip.png") as im:
         assert im.size == (3 * 512, 512)
     assert cli_main(["demo", "--out", str(tmp_path), "--refine-size", "300"]) == 2
+
+
+def test_fixture_lookup_env_var_then_shared(fixtures_dir, tmp_path, monkeypatch):
+    from hrinpaint_jax.demo import FIXTURES_ENV, find_fixtures
+
+    monkeypatch.setenv(FIXTURES_ENV, str(fixtures_dir))
+    assert find_fixtures(start=tmp_path / "repo") == fixtures_dir
+    # Without the variable: ../shared/fixtures beside the repository.
+    monkeypatch.delenv(FIXTURES_ENV)
+    (tmp_path / "shared").symlink_to(fixtures_dir.parent)
+    assert find_fixtures(start=tmp_path / "repo") == tmp_path / "shared" / "fixtures"
+    # Neither: the error says where to put them.
+    monkeypatch.setenv(FIXTURES_ENV, str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="put the fixtures folder at"):
+        find_fixtures(start=tmp_path / "elsewhere" / "repo")
+
+
+def test_cpu_flag_tuning_respects_the_user():
+    from hrinpaint_jax.runtime import YNN_OFF, tune_cpu_flags
+
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    assert tune_cpu_flags(env)  # the pinned jaxlib is a measured version
+    assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {YNN_OFF}"
+    assert not tune_cpu_flags(env)  # already there: added once only
+    user = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=foo"}
+    assert not tune_cpu_flags(user) and user["XLA_FLAGS"].endswith("=foo")
+    off = {"HRINPAINT_XLA_TUNING": "0"}
+    assert not tune_cpu_flags(off) and "XLA_FLAGS" not in off
