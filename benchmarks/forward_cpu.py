@@ -10,16 +10,16 @@ the 19 channels of ``shift_refine_input`` with the reference shift. Variables co
 
 Run from the repository root::
 
-    python benchmarks/forward_cpu.py                               # all cases, default XLA flags
+    python benchmarks/forward_cpu.py                 # all cases, the CLI's XLA flags
     python benchmarks/forward_cpu.py --cases refine-1024 --dtype bfloat16
     python benchmarks/forward_cpu.py --xla-flags= --out benchmarks/results/xla_defaults.csv
     python benchmarks/forward_cpu.py --weights weights/dfnet weights/refinement
 
 Cases are ``dfnet-SIZE`` or ``refine-SIZE`` (SIZE a multiple of 256). By default the subprocesses
 run with the XLA flags the ``hrinpaint`` CLI uses (``hrinpaint_jax/runtime.py``); ``--xla-flags``
-replaces ``XLA_FLAGS`` instead (``--xla-flags=`` gives XLA's own defaults) (write ``--xla-flags="--..."`` with ``=``: argparse would read a
-separate value starting with ``--`` as an option; XLA aborts on an unknown flag and the row then
-reads "failed").
+replaces ``XLA_FLAGS`` instead (``--xla-flags=`` gives XLA's own defaults). Write it with ``=``
+(``--xla-flags="--..."``): argparse would read a separate value starting with ``--`` as an option.
+XLA aborts on an unknown flag, and that row then reads "failed".
 XLA:CPU has no intra-op thread-count option: its thread pool is sized from the CPUs the process
 may run on, so ``--threads N`` pins each subprocess to N CPUs with ``sched_setaffinity``.
 Timings on a shared machine are only as good as its idleness: the CPU use of other processes in the
