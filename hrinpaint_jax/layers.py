@@ -194,3 +194,38 @@ def encoder_widths(first: int, maximum: int, depth: int) -> list[int]:
     for _ in range(depth - 1):
         widths.append(min(2 * widths[-1], maximum))
     return widths
+
+
+def unet_encode(
+    x: jax.Array,
+    *,
+    network: str,
+    en_ksize,
+    base_features: int,
+    max_features: int,
+    name_of,
+    train: bool,
+    **block_kwargs,
+) -> list[jax.Array]:
+    """The stride-2 encoder shared by DFNet and the refinement U-Net.
+
+    Call from inside a module's ``@nn.compact`` method: the ``EncoderBlock``s become its children,
+    named ``name_of(i)`` for i = 0..depth-1. The first encoder has no BatchNorm and no activation.
+
+    Args:
+      x: [B, H, W, C] network input; H and W must be multiples of 2^depth.
+      network: name used in the size error.
+    Returns:
+      skips: ``[x, en_0 out, ..., en_{depth-1} out]``, i.e. ``skips[i]`` is encoder i's input.
+    """
+    factor = 2 ** len(en_ksize)
+    if x.shape[1] % factor or x.shape[2] % factor:
+        raise ValueError(
+            f"{network} needs H and W to be multiples of {factor}, got {x.shape[1]}x{x.shape[2]}"
+        )
+    skips = [x]
+    widths = encoder_widths(base_features, max_features, len(en_ksize))
+    for i, (width, k) in enumerate(zip(widths, en_ksize, strict=True)):
+        block = EncoderBlock(width, k, use_norm_act=i > 0, name=name_of(i), **block_kwargs)
+        skips.append(block(skips[-1], train=train))
+    return skips

@@ -24,11 +24,10 @@ from hrinpaint_jax.layers import (
     LEAKY_SLOPE,
     DecoderBlock,
     Dtype,
-    EncoderBlock,
     Precision,
     SameConv,
     TorchBatchNorm,
-    encoder_widths,
+    unet_encode,
 )
 from hrinpaint_jax.ops.resize import resize_bilinear_torch
 
@@ -102,29 +101,26 @@ class DFNet(nn.Module):
         Returns:
           ``len(blend_layers)`` fused images, **finest first**: entry k is [B, H/2^k, W/2^k, c_img].
         """
-        depth = len(self.en_ksize)
-        factor = 2**depth
-        if img_miss.shape[1] % factor or img_miss.shape[2] % factor:
-            raise ValueError(
-                f"DFNet needs H and W to be multiples of {factor}, got "
-                f"{img_miss.shape[1]}x{img_miss.shape[2]}"
-            )
         kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype, precision=self.precision)
         x = jnp.concatenate([img_miss, mask], axis=-1)  # order: [img_miss, mask]
         if self.dtype is not None:
             x = x.astype(self.dtype)
-
         # skips[i] is the input of en_i: the raw 4-channel input, then each encoder's output.
-        skips = [x]
-        widths = encoder_widths(self.base_features, self.max_features, depth)
-        for i, (width, k) in enumerate(zip(widths, self.en_ksize, strict=True)):
-            x = EncoderBlock(width, k, use_norm_act=i > 0, name=f"en_{i}", **kw)(x, train=train)
-            skips.append(x)
+        skips = unet_encode(
+            x,
+            network="DFNet",
+            en_ksize=self.en_ksize,
+            base_features=self.base_features,
+            max_features=self.max_features,
+            name_of=lambda i: f"en_{i}",
+            train=train,
+            **kw,
+        )
 
         # Decoders run deepest first; de_j's skip is en_j's input and it outputs that many channels.
         results = []
         x = skips.pop()
-        for j in reversed(range(depth)):
+        for j in reversed(range(len(self.en_ksize))):
             skip = skips.pop()
             x = DecoderBlock(skip.shape[-1], self.de_ksize[j], name=f"de_{j}", **kw)(
                 x, skip, train=train

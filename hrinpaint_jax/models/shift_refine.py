@@ -19,16 +19,10 @@ import jax.numpy as jnp
 from hrinpaint_jax.layers import (
     DecoderBlock,
     Dtype,
-    EncoderBlock,
     Precision,
     SameConv,
-    encoder_widths,
+    unet_encode,
 )
-
-# Layout of the 19 image channels that follow the mask (REFERENCE.md section 3.1):
-# matched image, then (image, mask) for the shifts up, down, right, left.
-SHIFT_DIRECTIONS = ("up", "down", "right", "left")
-NUM_INPUT_CHANNELS = 20
 
 
 class ShiftRefineUNet(nn.Module):
@@ -63,27 +57,24 @@ class ShiftRefineUNet(nn.Module):
         Returns:
           [B, H, W, 3]: sigmoid output inside the hole, ``image[..., :3]`` outside.
         """
-        depth = len(self.en_ksize)
-        factor = 2**depth
-        if image.shape[1] % factor or image.shape[2] % factor:
-            raise ValueError(
-                f"the refinement U-Net needs H and W to be multiples of {factor}, got "
-                f"{image.shape[1]}x{image.shape[2]}"
-            )
         kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype, precision=self.precision)
         x = jnp.concatenate([mask, image], axis=-1)  # order: [mask, image] (mask first)
         if self.dtype is not None:
             x = x.astype(self.dtype)
-
-        skips = [x]
-        widths = encoder_widths(self.base_features, self.max_features, depth)
-        for i, (width, k) in enumerate(zip(widths, self.en_ksize, strict=True)):
-            x = EncoderBlock(width, k, use_norm_act=i > 0, name=f"en{i + 1}", **kw)(x, train=train)
-            skips.append(x)
+        skips = unet_encode(
+            x,
+            network="the refinement U-Net",
+            en_ksize=self.en_ksize,
+            base_features=self.base_features,
+            max_features=self.max_features,
+            name_of=lambda i: f"en{i + 1}",
+            train=train,
+            **kw,
+        )
 
         # Here the numbering runs the other way from DFNet: de1 is the deepest decoder.
         x = skips.pop()
-        for n in range(1, depth + 1):
+        for n in range(1, len(self.en_ksize) + 1):
             skip = skips.pop()
             x = DecoderBlock(skip.shape[-1], name=f"de{n}", **kw)(x, skip, train=train)
 
