@@ -122,7 +122,9 @@ def load_pretrained(directory: str | os.PathLike, **model_overrides):
 
     meta = read_metadata(directory)
     name = meta["model"]
-    model = get_model(name, **{**meta.get("model_kwargs", {}), **model_overrides})
+    # JSON turns tuples (kernel-size lists, ...) into lists; module fields must stay hashable.
+    stored = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["model_kwargs"].items()}
+    model = get_model(name, **{**stored, **model_overrides})
     abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), *dummy_inputs(name), train=False))
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, np.float32), dict(abstract))
     try:
