@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from hrinpaint_jax.layers import (
     DecoderBlock,
@@ -46,7 +47,14 @@ class ShiftRefineUNet(nn.Module):
     precision: Precision = None
 
     @nn.compact
-    def __call__(self, image: jax.Array, mask: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(
+        self,
+        image: jax.Array,
+        mask: jax.Array,
+        *,
+        train: bool = False,
+        window: tuple[jax.Array, jax.Array, int, int] | None = None,
+    ) -> jax.Array:
         """Runs the network.
 
         Args:
@@ -54,8 +62,14 @@ class ShiftRefineUNet(nn.Module):
             stage-1 fill) followed by the four shifted (image, mask) groups.
           mask: [B, H, W, 1], 1 = hole.
           train: batch statistics in BatchNorm if True.
+          window: ``(top, left, height, width)`` to run the *decoder* on that window only (the
+            hole-local mode; see ``decoder_margin``). top/left may be traced integers, height/width
+            are static; all four must be multiples of 2^depth. The encoder always sees the whole
+            image. Pixels farther than ``decoder_margin()`` from a window edge that lies inside the
+            image equal the full computation's.
         Returns:
-          [B, H, W, 3]: sigmoid output inside the hole, ``image[..., :3]`` outside.
+          [B, H, W, 3] (or [B, height, width, 3] with ``window``): sigmoid output inside the hole,
+          ``image[..., :3]`` outside.
         """
         kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype, precision=self.precision)
         x = jnp.concatenate([mask, image], axis=-1)  # order: [mask, image] (mask first)
@@ -71,6 +85,9 @@ class ShiftRefineUNet(nn.Module):
             train=train,
             **kw,
         )
+        if window is not None:
+            skips = [_crop(s, window, x.shape[1] // s.shape[1]) for s in skips]
+            image, mask = _crop(image, window, 1), _crop(mask, window, 1)
 
         # Here the numbering runs the other way from DFNet: de1 is the deepest decoder.
         x = skips.pop()
@@ -78,10 +95,28 @@ class ShiftRefineUNet(nn.Module):
             skip = skips.pop()
             x = DecoderBlock(skip.shape[-1], name=f"de{n}", **kw)(x, skip, train=train)
 
-        head = nn.sigmoid(
-            SameConv(self.out_channels, 1, dtype=self.dtype, precision=self.precision, name="last_conv")(
-                x
-            )
-        )
-        head = head.astype(image.dtype)
+        head = SameConv(
+            self.out_channels, 1, dtype=self.dtype, precision=self.precision, name="last_conv"
+        )(x)
+        head = nn.sigmoid(head).astype(image.dtype)
         return mask * head + (1.0 - mask) * image[..., : self.out_channels]
+
+    def decoder_margin(self) -> int:
+        """Full-resolution pixels next to a window edge that the hole-local decoder gets wrong.
+
+        The decoder at level l (resolution 2^-l) has one 3x3 conv: zero padding at a window edge
+        spoils 1 pixel there, and each finer level doubles what it inherits and adds 1, so
+        c_l = 2 c_{l+1} + 1 with c_{depth-1} = 1, i.e. c_0 = 2^depth - 1 (255 for depth 8).
+        """
+        return 2 ** len(self.en_ksize) - 1
+
+
+def _crop(x: jax.Array, window, stride: int) -> jax.Array:
+    """The part of [B, h, w, C] feature map ``x`` under a full-resolution window; ``stride`` is the
+    map's down-sampling factor (the window is aligned to every level's grid)."""
+    top, left, height, width = window
+    return lax.dynamic_slice(
+        x,
+        (0, top // stride, left // stride, 0),
+        (x.shape[0], height // stride, width // stride, x.shape[3]),
+    )
