@@ -3,6 +3,7 @@
 Thin entry point: flags are parsed here, the protocols live in the library.
 """
 
+import os
 import sys
 
 from absl import app, flags
@@ -12,7 +13,10 @@ from hrinpaint_jax import entry
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    "config", "configs/default.py", "Evaluation configuration file.", lock_config=True
+    "config",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py"),
+    "Evaluation configuration file.",
+    lock_config=True,
 )
 flags.DEFINE_string("workdir", None, "Directory for the per-image CSV, summary and plots.")
 

@@ -4,6 +4,7 @@ Thin entry point: flags are parsed here, the loop lives in the library. Config f
 overridden on the command line, e.g. ``--config.dfnet.base_features=32``.
 """
 
+import os
 import sys
 
 from absl import app, flags
@@ -13,7 +14,10 @@ from hrinpaint_jax import entry
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    "config", "configs/default.py", "Training configuration file.", lock_config=True
+    "config",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py"),
+    "Training configuration file.",
+    lock_config=True,
 )
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard logs.")
 

@@ -82,14 +82,12 @@ def make_inputs(prefix: str, size: int):
     import jax.numpy as jnp
     import numpy as np
 
+    from hrinpaint_jax.masks import centre_square_mask
     from hrinpaint_jax.ops.shift import reference_shift, shift_refine_input
 
     rng = np.random.default_rng(0)
     image = rng.random((1, size, size, 3), dtype=np.float32)
-    hole = np.zeros((1, size, size, 1), np.float32)
-    side = size // 3
-    start = (size - side) // 2
-    hole[:, start : start + side, start : start + side] = 1.0
+    hole = centre_square_mask(size, size)[None, ..., None]
     if prefix == "dfnet":  # DFNet: holes zeroed in the image, mask 1 = known.
         return jnp.asarray(image * (1.0 - hole)), jnp.asarray(1.0 - hole)
     matched, hole = jnp.asarray(image), jnp.asarray(hole)

@@ -15,7 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
     # DFNet (stage 1): constructor fields of hrinpaint_jax.models.DFNet; defaults = released model.
     config.dfnet = ml_collections.ConfigDict()
     config.dfnet.en_ksize = (7, 5, 5, 3, 3, 3, 3, 3)  # Kernel of each stride-2 encoder.
-    config.dfnet.de_ksize = (3, 3, 3, 3, 3, 3, 3, 3)  # Kernel of each decoder, de_0 (finest) first.
+    config.dfnet.de_ksize = (3, 3, 3, 3, 3, 3, 3, 3)  # Decoder kernels, deepest first (reference order).
     config.dfnet.blend_layers = (0, 1, 2, 3, 4, 5)  # Decoders with a fusion block (= outputs).
     config.dfnet.base_features = 64  # Width of en_0; doubles per level.
     config.dfnet.max_features = 512  # Width cap.

@@ -60,6 +60,9 @@ def main(argv=None) -> int:
     except (ConversionError, CheckpointError) as e:
         print(f"convert_weights: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, permissions, ... while writing
+        print(f"convert_weights: error: {e.strerror or e}: {e.filename or args.output}", file=sys.stderr)
+        return 2
     print(out)
     return 0
 

@@ -57,11 +57,8 @@ def save_pretrained(
     """
     import orbax.checkpoint as ocp
 
-    directory = os.path.abspath(os.fspath(directory))
-    if os.path.exists(directory) and not overwrite:
-        raise CheckpointError(f"output exists, not overwriting (pass overwrite): {directory}")
+    directory = check_output_dir(directory, overwrite)
     parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
     meta = {
         "format": FORMAT,
         "model": model,
@@ -77,16 +74,61 @@ def save_pretrained(
                 variables=ocp.args.StandardSave(host_vars), metadata=ocp.args.JsonSave(meta)
             ),
         )
-        if os.path.exists(directory):
-            trash = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.old-", dir=parent)
-            os.replace(directory, os.path.join(trash, "old"))
+        if not os.path.exists(directory):
             os.replace(staging, directory)
+            return directory
+        # Swap: move the old directory aside, move the new one in, and put the old one back if
+        # the second step fails, so the user keeps one complete directory whatever happens.
+        trash = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.old-", dir=parent)
+        old = os.path.join(trash, "old")
+        os.replace(directory, old)
+        try:
+            os.replace(staging, directory)
+        except BaseException:
+            os.replace(old, directory)
+            raise
+        finally:
             shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def check_output_dir(directory: str | os.PathLike, overwrite: bool) -> str:
+    """Validates an output weights directory before any work is done; returns its absolute path.
+
+    Creates the parent. An existing path is only ever replaced with ``overwrite`` *and* if it is an
+    empty directory or a weights directory (never an arbitrary folder or file).
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    if os.path.lexists(directory):
+        if not overwrite:
+            raise CheckpointError(f"output exists, not overwriting (use --overwrite): {directory}")
+        if not os.path.isdir(directory) or (os.listdir(directory) and not _is_weights_dir(directory)):
+            raise CheckpointError(
+                f"refusing to overwrite {directory}: it is not a hrinpaint_jax weights directory"
+            )
+    parent = os.path.dirname(directory)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"cannot create the output's parent folder {parent}: {e.strerror}") from e
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CheckpointError(f"output folder is not writable: {parent}")
+    return directory
+
+
+def _is_weights_dir(directory: str) -> bool:
+    try:
+        read_metadata(directory)
+    except CheckpointError:
+        return False
+    return True
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
@@ -98,11 +140,17 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"weights directory not found: {directory}")
     if not os.path.isdir(os.path.join(directory, "metadata")):
         raise CheckpointError(f"not a hrinpaint_jax weights directory (no metadata/): {directory}")
-    meta = (
-        _checkpointer().restore(directory, ocp.args.Composite(metadata=ocp.args.JsonRestore())).metadata
-    )
+    try:
+        meta = (
+            _checkpointer()
+            .restore(directory, ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+            .metadata
+        )
+    except Exception as e:  # noqa: BLE001 - orbax/json raise many types for a damaged folder
+        raise CheckpointError(f"cannot read the metadata of {directory}: {_first_line(e)}") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"unknown weights format in {directory}: {meta.get('format')!r}")
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"unknown weights format in {directory}: {found!r}")
     return meta
 
 
@@ -137,9 +185,13 @@ def load_pretrained(directory: str | os.PathLike, **model_overrides):
             .variables
         )
     except ValueError as e:
-        raise CheckpointError(
-            f"weights in {directory} do not fit model {name}: {str(e).splitlines()[0]}"
-        ) from e
+        if "Structure mismatch" in str(e):  # orbax: the stored tree has other keys
+            raise CheckpointError(
+                f"weights in {directory} do not fit model {name}: {_first_line(e)}"
+            ) from e
+        raise CheckpointError(f"cannot read the weights in {directory}: {_first_line(e)}") from e
+    except Exception as e:  # noqa: BLE001 - tensorstore raises its own types for damaged files
+        raise CheckpointError(f"cannot read the weights in {directory}: {_first_line(e)}") from e
     # orbax restores the stored shapes even when the target disagrees: check them here.
     want, got = expected_shapes(abstract), expected_shapes(restored)
     bad = [f"{'/'.join(k)} {got[k]} (expected {want[k]})" for k in want if got.get(k) != want[k]]

@@ -66,8 +66,12 @@ def main(argv=None) -> int:
             from hrinpaint_jax.checkpoints import read_metadata
 
             print(json.dumps(read_metadata(args.weights), indent=2))
-    except (FileNotFoundError, ValueError) as e:
+    except ValueError as e:  # includes the converter's and the weights loader's errors
         print(f"hrinpaint: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        print(f"hrinpaint: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     return 0
 

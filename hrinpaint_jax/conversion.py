@@ -258,14 +258,13 @@ def convert_checkpoint(
     import jax
 
     from hrinpaint_jax import __version__
-    from hrinpaint_jax.checkpoints import CheckpointError, save_pretrained
+    from hrinpaint_jax.checkpoints import check_output_dir, save_pretrained
     from hrinpaint_jax.models import dummy_inputs, get_model
 
     start = time.perf_counter()
     if model != "auto" and model not in tables:
         raise ConversionError(f"unknown model {model!r}; known: {', '.join(sorted(tables))}, auto")
-    if os.path.exists(output_dir) and not overwrite:
-        raise CheckpointError(f"output exists, not overwriting (use --overwrite): {output_dir}")
+    check_output_dir(output_dir, overwrite)  # fail before the slow part
     log(f"[1/4] reading {input_path}")
     state = extract_state_dict(load_torch_file(input_path))
     if model == "auto":
@@ -310,8 +309,9 @@ def verification_inputs(model: str, height: int = 512, width: int = 512):
         [0.5 + 0.4 * np.sin(x / 37.0), 0.5 + 0.4 * np.cos(y / 23.0), (x + y) / (height + width)],
         axis=-1,
     )[None]
-    hole = np.zeros((1, height, width, 1), np.float32)
-    hole[:, height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = 1.0
+    from hrinpaint_jax.masks import centre_square_mask
+
+    hole = centre_square_mask(height, width)[None, ..., None]
     if model == "dfnet":  # DFNet: BGR order, mask 1 = known, holes zeroed
         known = 1.0 - hole
         return jnp.asarray(image[..., ::-1] * known), jnp.asarray(known)

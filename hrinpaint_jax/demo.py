@@ -18,25 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-FIXTURES_ENV = "HRINPAINT_FIXTURES"
 SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
-
-
-def find_fixtures(start: str | os.PathLike | None = None) -> Path:
-    """The parity-fixture folder: ``$HRINPAINT_FIXTURES``, else ``../shared/fixtures`` beside the
-    repository (or beside ``start``). Raises FileNotFoundError saying where to put it."""
-    candidates = []
-    if os.environ.get(FIXTURES_ENV):
-        candidates.append(Path(os.environ[FIXTURES_ENV]))
-    repo = Path(start) if start else Path(__file__).resolve().parents[1]
-    candidates.append(repo.parent / "shared" / "fixtures")
-    for path in candidates:
-        if (path / "dfnet_random.pth.gz").is_file():
-            return path
-    raise FileNotFoundError(
-        "parity fixtures not found (looked in " + ", ".join(map(str, candidates)) + "); put the "
-        f"fixtures folder at {candidates[-1]} or set ${FIXTURES_ENV} to its path"
-    )
 
 
 def load_sample(name: str = "astronaut.png") -> np.ndarray:
@@ -45,15 +27,6 @@ def load_sample(name: str = "astronaut.png") -> np.ndarray:
 
     with Image.open(SAMPLES / name) as im:
         return np.asarray(im.convert("RGB"))
-
-
-def centre_square_hole(height: int, width: int) -> np.ndarray:
-    """float32 [H, W, 1] mask, 1 = hole: a centred square a third of the shorter side wide."""
-    side = min(height, width) // 3
-    top, left = (height - side) // 2, (width - side) // 2
-    hole = np.zeros((height, width, 1), np.float32)
-    hole[top : top + side, left : left + side] = 1.0
-    return hole
 
 
 def time_call(fn: Callable, *args, repeats: int = 3) -> tuple[float, float, object]:
@@ -86,6 +59,8 @@ def run_demo(
     from convert_weights import TABLES
     from hrinpaint_jax.checkpoints import load_pretrained
     from hrinpaint_jax.conversion import convert_checkpoint
+    from hrinpaint_jax.fixtures import find_fixtures
+    from hrinpaint_jax.masks import centre_square_mask
     from hrinpaint_jax.ops.shift import reference_shift, shift_refine_input
 
     out_dir = Path(out_dir)
@@ -108,7 +83,7 @@ def run_demo(
 
     photo = load_sample()
     h, w = photo.shape[:2]
-    hole = centre_square_hole(h, w)
+    hole = centre_square_mask(h, w)[..., None]
     rows = []
 
     log("== stage 1: DFNet at 512x512 (BGR input, mask 1 = known)")

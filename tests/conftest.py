@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 
 
 def find_fixtures() -> Path:
-    from hrinpaint_jax.demo import find_fixtures as find
+    from hrinpaint_jax.fixtures import find_fixtures as find
 
     try:
         return find()

@@ -140,7 +140,10 @@ def test_existing_output_is_kept_unless_overwrite(dfnet_pth, refinement_pth, tmp
 
 
 def test_command_line_verify(refinement_pth, tmp_path):
-    """`python -m convert_weights --verify` in a subprocess: exit code, stats on stdout."""
+    """`python -m convert_weights --verify` in a subprocess: exit code, and printed statistics that
+    equal a forward of the loaded weights on the same fixed input."""
+    from hrinpaint_jax.conversion import output_statistics, verification_inputs
+
     proc = subprocess.run(
         [
             sys.executable,
@@ -159,6 +162,62 @@ def test_command_line_verify(refinement_pth, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "[4/4] writing" in proc.stderr
-    assert "output 0: shape (1, 512, 512, 3)" in proc.stdout
-    stats = [line for line in proc.stdout.splitlines() if "output 0" in line][0]
-    assert "min 0.0" in stats  # sigmoid head composited into [0, 1]
+    model, variables, _ = load_pretrained(tmp_path / "v")
+    out = model.apply(variables, *verification_inputs("shift_refine"), train=False)
+    want = output_statistics(out)[0]
+    line = [ln for ln in proc.stdout.splitlines() if "output 0" in ln][0]
+    assert line == (
+        f"  output 0: shape (1, 512, 512, 3) min {want['min']:.6f} max {want['max']:.6f} "
+        f"mean {want['mean']:.6f} std {want['std']:.6f}"
+    )
+
+
+def test_overwrite_only_replaces_weights_directories(dfnet_pth, tmp_path, capsys):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    assert convert(dfnet_pth, precious, "--overwrite") == 2
+    assert "not a hrinpaint_jax weights directory" in capsys.readouterr().err
+    assert (precious / "notes.txt").read_text() == "keep me"
+    # The input file itself is not a directory we may replace either.
+    assert convert(dfnet_pth, dfnet_pth, "--overwrite") == 2
+    assert dfnet_pth.stat().st_size > 100_000_000
+    # An output whose parent is a file: one line, exit 2, before any work.
+    assert convert(dfnet_pth, tmp_path / "precious" / "notes.txt" / "w") == 2
+    assert "cannot create the output's parent folder" in capsys.readouterr().err
+
+
+def test_failed_writes_leave_nothing_and_keep_the_old_directory(
+    dfnet_pth, tmp_path, monkeypatch, capsys
+):
+    import orbax.checkpoint as ocp
+
+    out = tmp_path / "w"
+    assert convert(dfnet_pth, out) == 0
+    before = sorted(p.name for p in out.rglob("*"))
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ocp.Checkpointer, "save", disk_full)
+    assert convert(dfnet_pth, tmp_path / "new") == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert convert(dfnet_pth, out, "--overwrite") == 2
+    monkeypatch.undo()
+    assert sorted(p.name for p in out.rglob("*")) == before
+    assert sorted(os.listdir(tmp_path)) == ["w"]  # no staging or trash folders left
+
+    # The final rename fails: the old directory is put back.
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if ".partial-" in str(src):
+            raise OSError(5, "Input/output error")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert convert(dfnet_pth, out, "--overwrite") == 2
+    monkeypatch.undo()
+    assert read_metadata(out)["model"] == "dfnet"
+    assert sorted(p.name for p in out.rglob("*")) == before
+    assert sorted(os.listdir(tmp_path)) == ["w"]

@@ -74,7 +74,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 
 
 def test_fixture_lookup_env_var_then_shared(fixtures_dir, tmp_path, monkeypatch):
-    from hrinpaint_jax.demo import FIXTURES_ENV, find_fixtures
+    from hrinpaint_jax.fixtures import FIXTURES_ENV, find_fixtures
 
     monkeypatch.setenv(FIXTURES_ENV, str(fixtures_dir))
     assert find_fixtures(start=tmp_path / "repo") == fixtures_dir

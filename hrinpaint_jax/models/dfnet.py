@@ -69,7 +69,8 @@ class DFNet(nn.Module):
     Attributes:
       c_img, c_mask, c_alpha: image / mask / alpha channels (3, 1, 3).
       en_ksize: kernel sizes of the 8 stride-2 encoders.
-      de_ksize: kernel sizes of the decoders, listed by registered index (``de_0`` finest first).
+      de_ksize: kernel sizes of the decoders in the reference's build order, deepest first:
+        ``de_ksize[i]`` is the kernel of ``de_{depth-1-i}``.
       blend_layers: decoder indices that carry a fusion block (and so produce an output).
       base_features, max_features: encoder widths 64, 128, 256, 512 capped at 512. Narrower variants
         (for cheap training) scale these; the converter only accepts the defaults.
@@ -101,6 +102,11 @@ class DFNet(nn.Module):
         Returns:
           ``len(blend_layers)`` fused images, **finest first**: entry k is [B, H/2^k, W/2^k, c_img].
         """
+        # The reference's constructor asserts these too.
+        if len(self.de_ksize) != len(self.en_ksize):
+            raise ValueError(f"de_ksize {self.de_ksize} must have one kernel per encoder")
+        if 0 not in self.blend_layers or not set(self.blend_layers) <= set(range(len(self.en_ksize))):
+            raise ValueError(f"blend_layers {self.blend_layers} must include 0 and index decoders")
         kw = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype, precision=self.precision)
         x = jnp.concatenate([img_miss, mask], axis=-1)  # order: [img_miss, mask]
         if self.dtype is not None:
@@ -122,9 +128,8 @@ class DFNet(nn.Module):
         x = skips.pop()
         for j in reversed(range(len(self.en_ksize))):
             skip = skips.pop()
-            x = DecoderBlock(skip.shape[-1], self.de_ksize[j], name=f"de_{j}", **kw)(
-                x, skip, train=train
-            )
+            kernel = self.de_ksize[len(self.en_ksize) - 1 - j]  # build order: deepest first
+            x = DecoderBlock(skip.shape[-1], kernel, name=f"de_{j}", **kw)(x, skip, train=train)
             if j in self.blend_layers:
                 fuse = FusionBlock(self.c_img, self.c_alpha, name=f"fuse_{j}", **kw)
                 results.append(fuse(x, img_miss, train=train))

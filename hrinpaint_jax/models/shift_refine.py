@@ -66,7 +66,8 @@ class ShiftRefineUNet(nn.Module):
             hole-local mode; see ``decoder_margin``). top/left may be traced integers, height/width
             are static; all four must be multiples of 2^depth. The encoder always sees the whole
             image. Pixels farther than ``decoder_margin()`` from a window edge that lies inside the
-            image equal the full computation's.
+            image equal the full computation's. Inference only: in train mode BatchNorm would take
+            the decoder's statistics over the window.
         Returns:
           [B, H, W, 3] (or [B, height, width, 3] with ``window``): sigmoid output inside the hole,
           ``image[..., :3]`` outside.
@@ -86,6 +87,8 @@ class ShiftRefineUNet(nn.Module):
             **kw,
         )
         if window is not None:
+            if train:
+                raise ValueError("the hole-local window is for inference (train=False) only")
             skips = [_crop(s, window, x.shape[1] // s.shape[1]) for s in skips]
             image, mask = _crop(image, window, 1), _crop(mask, window, 1)
 
