@@ -1,6 +1,8 @@
 """The ``hrinpaint`` command.
 
-hrinpaint demo [--out DIR]          convert the fixture weights, run both networks on a bundled photo
+hrinpaint inpaint --image IMG --mask MASK --output OUT [--weights DIR]   inpaint one image
+hrinpaint inpaint --image DIR --mask DIR --output DIR [--weights DIR]   ... or a folder (by name)
+hrinpaint demo [--out DIR]          convert the fixture weights and inpaint two bundled photos
 hrinpaint convert ...               same as ``python -m convert_weights ...``
 hrinpaint info WEIGHTS_DIR          print a converted weights directory's metadata
 """
@@ -20,18 +22,62 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
+    inp = sub.add_parser("inpaint", help="fill the holes of an image (or a folder of images)")
+    inp.add_argument("--image", required=True, help="image file, or a folder of images")
+    inp.add_argument(
+        "--mask",
+        required=True,
+        help="mask file, or a folder of masks paired with the images by file name",
+    )
+    inp.add_argument("--output", required=True, help="output file, or a folder in folder mode")
+    inp.add_argument(
+        "--weights",
+        default=None,
+        help="folder with dfnet/ and shift_refine/ weights (default $HRINPAINT_WEIGHTS)",
+    )
+    inp.add_argument(
+        "--method",
+        default="two_stage",
+        choices=["two_stage"],
+        help="inpainting method (default two_stage)",
+    )
+    inp.add_argument(
+        "--hole-value",
+        default="white",
+        choices=["white", "black"],
+        help="which mask value marks the hole (default white, as the reference's masks)",
+    )
+    inp.add_argument(
+        "--mask-threshold",
+        type=int,
+        default=128,
+        help="binarisation threshold for antialiased masks, 1..255 (default 128)",
+    )
+    inp.add_argument("--dilate", type=int, default=0, help="grow the hole by N pixels (default 0)")
+    inp.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    inp.add_argument(
+        "--fixed",
+        action="store_true",
+        help="fix the reference's bugs instead of reproducing it exactly (see README)",
+    )
+    inp.add_argument(
+        "--no-hole-local",
+        action="store_true",
+        help="run the refinement decoder on the whole image (same result, slower)",
+    )
+    inp.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        help="refine in overlapping tiles of this size (multiple of 256) when the image "
+        "is larger, to bound memory; approximate",
+    )
     demo = sub.add_parser("demo", help="run both networks on a bundled photo")
     demo.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     demo.add_argument(
         "--fixtures",
         default=None,
         help="parity-fixture folder (default $HRINPAINT_FIXTURES or ../shared/fixtures)",
-    )
-    demo.add_argument(
-        "--refine-size",
-        type=int,
-        default=1024,
-        help="resolution of the refinement run (multiple of 256; default 1024)",
     )
     sub.add_parser(
         "convert",
@@ -57,11 +103,23 @@ def main(argv=None) -> int:
         if args.command == "demo":
             from hrinpaint_jax.demo import run_demo
 
-            if args.refine_size <= 0 or args.refine_size % 256:
-                raise ValueError(
-                    f"--refine-size must be a positive multiple of 256, got {args.refine_size}"
-                )
-            run_demo(args.out, args.fixtures, args.refine_size)
+            run_demo(args.out, args.fixtures)
+        elif args.command == "inpaint":
+            from hrinpaint_jax.inpaint import MaskOptions, run_inpaint
+
+            if args.tile_size is not None and (args.tile_size <= 0 or args.tile_size % 256):
+                raise ValueError(f"--tile-size must be a positive multiple of 256, got {args.tile_size}")
+            return run_inpaint(
+                args.image,
+                args.mask,
+                args.output,
+                weights=args.weights,
+                mask_options=MaskOptions(args.hole_value, args.mask_threshold, args.dilate),
+                overwrite=args.overwrite,
+                faithful=not args.fixed,
+                hole_local=False if args.no_hole_local else None,
+                tile_size=args.tile_size,
+            )
         elif args.command == "info":
             from hrinpaint_jax.checkpoints import read_metadata
 

@@ -1,0 +1,273 @@
+"""`hrinpaint inpaint`: image modes, mask conventions, folder mode and every bad-input path.
+
+Images are small (they pad to the 256x256 bucket, so the pipeline compiles once for the module).
+Each bad-input test asserts the one-line message, the exit code, and that nothing was written or
+overwritten.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hrinpaint_jax.cli import main
+
+
+@pytest.fixture(scope="module")
+def weights(converted, tmp_path_factory):
+    """A weights folder laid out as `hrinpaint inpaint --weights` expects."""
+    root = tmp_path_factory.mktemp("wts")
+    os.symlink(converted["dfnet"], root / "dfnet")
+    os.symlink(converted["shift_refine"], root / "shift_refine")
+    return root
+
+
+def photo(h=37, w=53, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 256], -1)
+    return np.clip(base + rng.integers(-10, 11, base.shape), 0, 255).astype(np.uint8)
+
+
+def square_mask(h=37, w=53, value=255):
+    m = np.zeros((h, w), np.uint8)
+    m[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3] = value
+    return m
+
+
+def save(path, array, mode=None, **kw):
+    Image.fromarray(array, mode).save(path, **kw) if mode else Image.fromarray(array).save(path, **kw)
+    return path
+
+
+def run(weights, image, mask, output, *extra):
+    return main(
+        [
+            "inpaint",
+            "--image",
+            str(image),
+            "--mask",
+            str(mask),
+            "--output",
+            str(output),
+            "--weights",
+            str(weights),
+            *extra,
+        ]
+    )
+
+
+def listing(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_rgb_known_pixels_kept_hole_filled(weights, tmp_path, capsys):
+    img, mask = photo(), square_mask()
+    save(tmp_path / "in.png", img)
+    save(tmp_path / "m.png", mask)
+    assert run(weights, tmp_path / "in.png", tmp_path / "m.png", tmp_path / "out.png") == 0
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.shape == img.shape
+    np.testing.assert_array_equal(out[mask == 0], img[mask == 0])
+    assert (out[mask == 255] != img[mask == 255]).any()
+    assert "filled" in capsys.readouterr().err
+    assert listing(tmp_path) == ["in.png", "m.png", "out.png"]  # no temporary files left
+
+
+def test_modes_rgba_gray_palette(weights, tmp_path):
+    img, mask = photo(), square_mask()
+    save(tmp_path / "m.png", mask)
+    alpha = np.linspace(0, 255, 37 * 53).reshape(37, 53).astype(np.uint8)
+    save(tmp_path / "rgba.png", np.dstack([img, alpha]), "RGBA")
+    assert run(weights, tmp_path / "rgba.png", tmp_path / "m.png", tmp_path / "rgba_out.png") == 0
+    out = Image.open(tmp_path / "rgba_out.png")
+    assert out.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(out)[..., 3], alpha)
+
+    gray = img[..., 1]
+    save(tmp_path / "gray.png", gray, "L")
+    assert run(weights, tmp_path / "gray.png", tmp_path / "m.png", tmp_path / "gray_out.png") == 0
+    out = Image.open(tmp_path / "gray_out.png")
+    assert out.mode == "L"
+    np.testing.assert_array_equal(np.asarray(out)[mask == 0], gray[mask == 0])
+
+    Image.fromarray(img).quantize(16).save(tmp_path / "pal.png")
+    assert run(weights, tmp_path / "pal.png", tmp_path / "m.png", tmp_path / "pal_out.png") == 0
+    want = np.asarray(Image.open(tmp_path / "pal.png").convert("RGB"))
+    out = np.asarray(Image.open(tmp_path / "pal_out.png"))
+    np.testing.assert_array_equal(out[mask == 0], want[mask == 0])
+
+
+def test_16bit_png_is_written_back_16bit(weights, tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(4)
+    img16 = rng.integers(0, 65536, size=(37, 53, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), img16[..., ::-1])
+    save(tmp_path / "m.png", square_mask())
+    assert run(weights, tmp_path / "deep.png", tmp_path / "m.png", tmp_path / "deep_out.png") == 0
+    out = cv2.imread(str(tmp_path / "deep_out.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert out.dtype == np.uint16
+    known = square_mask() == 0
+    np.testing.assert_array_equal(out[known], img16[known])
+    assert np.all(out[~known] % 257 == 0)  # the 8-bit fill scaled to 16 bits
+
+
+def test_exif_orientation_applied_and_metadata_kept(weights, tmp_path):
+    img = photo(37, 53)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: display = rotate 90 clockwise
+    exif[0x010F] = "hrinpaint-test-camera"
+    icc = b"fake-icc-profile-bytes"
+    Image.fromarray(img).save(tmp_path / "rot.jpg", exif=exif.tobytes(), icc_profile=icc, quality=100)
+    upright = np.asarray(Image.open(tmp_path / "rot.jpg").transpose(Image.Transpose.ROTATE_270))
+    mask = square_mask(53, 37)  # the mask is drawn on the upright image
+    save(tmp_path / "m.png", mask)
+    assert run(weights, tmp_path / "rot.jpg", tmp_path / "m.png", tmp_path / "rot_out.png") == 0
+    out = Image.open(tmp_path / "rot_out.png")
+    assert out.size == (37, 53)
+    np.testing.assert_array_equal(np.asarray(out)[mask == 0], upright[mask == 0])
+    assert out.getexif()[0x010F] == "hrinpaint-test-camera"
+    assert out.getexif().get(0x0112, 1) == 1
+    assert out.info.get("icc_profile") == icc
+
+
+def test_mask_conventions(weights, tmp_path, capsys):
+    img = photo()
+    save(tmp_path / "in.png", img)
+    # Black = hole, antialiased edge: binarised (warned once), hole-value black.
+    mask = 255 - square_mask()
+    mask[0, :5] = 100  # non-binary values outside the hole region (100 < 128: a hole when black)
+    save(tmp_path / "m.png", mask)
+    assert (
+        run(
+            weights, tmp_path / "in.png", tmp_path / "m.png", tmp_path / "a.png", "--hole-value", "black"
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert err.count("is not binary") == 1 and "threshold 128 (black = hole)" in err
+    out = np.asarray(Image.open(tmp_path / "a.png"))
+    hole = mask < 128
+    np.testing.assert_array_equal(out[~hole], img[~hole])
+    # Dilation grows the hole: more pixels change, all within the dilated square.
+    save(tmp_path / "w.png", square_mask())
+    assert (
+        run(weights, tmp_path / "in.png", tmp_path / "w.png", tmp_path / "d.png", "--dilate", "3") == 0
+    )
+    out = np.asarray(Image.open(tmp_path / "d.png"))
+    changed = np.any(out != img, axis=-1)
+    ys, xs = np.nonzero(changed)
+    assert ys.min() >= 12 - 3 and ys.max() <= 23 + 3 and xs.min() >= 17 - 3 and xs.max() <= 34 + 3
+    assert changed[12 - 3 : 12, 20:30].any()  # outside the original square
+
+
+def test_empty_mask_writes_the_image_unchanged(weights, tmp_path, capsys):
+    img = photo()
+    save(tmp_path / "in.png", img)
+    save(tmp_path / "m.png", np.zeros((37, 53), np.uint8))
+    assert run(weights, tmp_path / "in.png", tmp_path / "m.png", tmp_path / "out.png") == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), img)
+    assert "empty mask" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_image", "image not found"),
+        ("missing_mask", "mask not found"),
+        ("corrupt_image", "image is not a readable image"),
+        ("truncated_image", "image is corrupt or truncated"),
+        ("unreadable_mask", "mask is not a readable image"),
+        ("size_mismatch", "mask {d}/m.png is 40x30 but image {d}/in.png is 53x37"),
+        ("weights_missing", "weights folder {d}/nowhere lacks dfnet, shift_refine/"),
+        ("bad_weights", "weights directory"),
+        ("output_exists", "output exists, not overwriting (use --overwrite)"),
+        ("bad_suffix", "unsupported output format .xyz"),
+        ("jpeg_alpha", ".jpg cannot store the input's alpha channel"),
+    ],
+)
+def test_bad_input_one_line_nonzero_nothing_written(case, message, weights, tmp_path, capsys):
+    d = tmp_path
+    img_path, mask_path, out = d / "in.png", d / "m.png", d / "out.png"
+    save(img_path, photo())
+    save(mask_path, square_mask())
+    wts = weights
+    if case == "missing_image":
+        img_path = d / "none.png"
+    elif case == "missing_mask":
+        mask_path = d / "none.png"
+    elif case == "corrupt_image":
+        (d / "c.png").write_bytes(b"not an image at all")
+        img_path = d / "c.png"
+    elif case == "truncated_image":
+        data = (d / "in.png").read_bytes()
+        (d / "t.png").write_bytes(data[: len(data) // 2])
+        img_path = d / "t.png"
+    elif case == "unreadable_mask":
+        (d / "m.png").write_bytes(b"\x00" * 64)
+    elif case == "size_mismatch":
+        save(mask_path, np.zeros((30, 40), np.uint8))
+    elif case == "weights_missing":
+        wts = d / "nowhere"
+    elif case == "bad_weights":
+        (d / "bw" / "dfnet").mkdir(parents=True)
+        (d / "bw" / "shift_refine").mkdir()
+        wts = d / "bw"
+    elif case == "output_exists":
+        out.write_bytes(b"precious")
+    elif case == "bad_suffix":
+        out = d / "out.xyz"
+    elif case == "jpeg_alpha":
+        save(img_path, np.dstack([photo(), np.full((37, 53), 200, np.uint8)]), "RGBA")
+        out = d / "out.jpg"
+    before = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+    assert run(wts, img_path, mask_path, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hrinpaint: error: "), err
+    assert message.format(d=d) in err[0], err[0]
+    after = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+    assert after == before  # nothing written, nothing overwritten
+
+
+def test_failed_write_leaves_no_partial_file(weights, tmp_path, monkeypatch, capsys):
+    save(tmp_path / "in.png", photo())
+    save(tmp_path / "m.png", square_mask())
+    (tmp_path / "out.png").write_bytes(b"old result")
+
+    def broken_save(self, fp, *args, **kwargs):
+        with open(fp, "wb") as f:
+            f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    code = run(weights, tmp_path / "in.png", tmp_path / "m.png", tmp_path / "out.png", "--overwrite")
+    assert code == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert (tmp_path / "out.png").read_bytes() == b"old result"
+    assert listing(tmp_path) == ["in.png", "m.png", "out.png"]
+
+
+def test_folder_mode_reports_bad_pairs_and_processes_the_rest(weights, tmp_path, capsys):
+    images, masks, outs = tmp_path / "img", tmp_path / "msk", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    save(images / "a.png", photo(37, 53, 1))
+    save(masks / "a.png", square_mask())
+    save(images / "b.jpg", photo(64, 48, 2))  # mask with another extension, paired by name
+    save(masks / "b.png", square_mask(64, 48))
+    save(images / "c.png", photo(37, 53, 3))  # no mask
+    save(images / "d.png", photo(37, 53, 4))
+    save(masks / "d.png", square_mask(20, 20))  # wrong size
+    (images / "notes.txt").write_text("ignored")
+    assert run(weights, images, masks, outs) == 2
+    err = capsys.readouterr().err
+    assert "inpainted 2 of 4 images" in err and "2 failed" in err
+    assert "c.png: no mask named c.*" in err and "d.png: mask" in err
+    assert listing(outs) == ["a.png", "b.jpg"]
+    # Run again: existing outputs are reported, not overwritten.
+    stamp = (outs / "a.png").stat().st_mtime_ns
+    assert run(weights, images, masks, outs) == 2
+    assert "output exists" in capsys.readouterr().err
+    assert (outs / "a.png").stat().st_mtime_ns == stamp
