@@ -92,14 +92,15 @@ def run_demo(
         rows.append((name, f"{w}x{h}", times[0], times[1]))
         after = load_sample(out_path.name, folder=out_dir)
         before = np.where(mask[..., None] == 255, 255, photo).astype(np.uint8)
-        strips.append(np.concatenate([before, np.repeat(mask[..., None], 3, -1), after], axis=1))
+        strips.append([before, np.repeat(mask[..., None], 3, -1), after])
 
     log("\n| photo | size (WxH) | first call (incl. compile) s | second call s |")
     log("| --- | --- | --- | --- |")
     for name, size, first, second in rows:
         log(f"| {name} | {size} | {first:.2f} | {second:.2f} |")
-    width = max(s.shape[1] for s in strips)
-    strip = np.concatenate([np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0))) for s in strips])
+    width = max(panel.shape[1] for row in strips for panel in row)
+    pad = lambda p: np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)))  # noqa: E731
+    strip = np.concatenate([np.concatenate([pad(p) for p in row], axis=1) for row in strips])
     strip_path = out_dir / "demo_strip.png"
     Image.fromarray(strip).save(strip_path)
     log(

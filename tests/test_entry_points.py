@@ -63,14 +63,19 @@ def test_info_prints_metadata(converted, capsys):
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
-    assert cli_main(["demo", "--out", str(tmp_path), "--refine-size", "512"]) == 0
+    assert cli_main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| DFNet | 512x512 |" in out and "| shift refinement U-Net | 512x512 |" in out
+    assert "| coffee.png | 600x400 |" in out and "| astronaut.png | 512x512 |" in out
     from PIL import Image
 
     with Image.open(tmp_path / "demo_strip.png") as im:
-        assert im.size == (3 * 512, 512)
-    assert cli_main(["demo", "--out", str(tmp_path), "--refine-size", "300"]) == 2
+        assert im.size == (3 * 600, 400 + 512)  # before | mask | after, one row per photo
+    for name in ("coffee_inpainted.png", "astronaut_inpainted.png", "weights/dfnet"):
+        assert (tmp_path / name).exists()
+    # A file where the output folder should be: one line, exit 2.
+    (tmp_path / "file").write_text("x")
+    assert cli_main(["demo", "--out", str(tmp_path / "file")]) == 2
+    assert "hrinpaint: error:" in capsys.readouterr().err
 
 
 def test_fixture_lookup_env_var_then_shared(fixtures_dir, tmp_path, monkeypatch):
