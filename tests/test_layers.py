@@ -10,6 +10,7 @@ import torch
 from hrinpaint_jax.layers import SameConv, TorchBatchNorm, same_padding
 from hrinpaint_jax.ops.resize import (
     nearest_indices_cv2,
+    resize_bilinear_cv2_u8,
     resize_bilinear_torch,
     resize_nearest_cv2,
     upsample_nearest_2x,
@@ -151,3 +152,22 @@ def test_nearest_cv2_rule_and_opencv():
         img = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
         ref = cv2.resize(img, (ow, oh), interpolation=cv2.INTER_NEAREST)
         np.testing.assert_array_equal(resize_nearest_cv2(img, (oh, ow)), ref)
+
+
+@pytest.mark.parametrize(
+    "in_size, out_size",
+    [
+        ((341, 512), (1024, 1536)),
+        ((512, 341), (3072, 2048)),
+        ((170, 512), (256, 768)),
+        ((512, 512), (256, 256)),
+        ((512, 512), (512, 512)),
+        ((37, 53), (100, 61)),
+    ],
+)
+def test_cv2_bilinear_uint8_is_bit_exact(in_size, out_size):
+    rng = np.random.default_rng(sum(in_size))
+    img = rng.integers(0, 256, size=(*in_size, 3), dtype=np.uint8)
+    ref = cv2.resize(img, out_size[::-1], interpolation=cv2.INTER_LINEAR)
+    ours = np.asarray(jax.jit(resize_bilinear_cv2_u8, static_argnums=1)(img, out_size))
+    np.testing.assert_array_equal(ours, ref)

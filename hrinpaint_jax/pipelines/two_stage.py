@@ -5,15 +5,18 @@ hole and refines it at full resolution with the 20-channel shift U-Net.
 
 ``faithful=True`` (the default) reproduces the authors' ``test.py`` bit for bit, quirks included,
 each marked QUIRK below. ``faithful=False`` fixes what is clearly a bug (listed in the README):
-* the hole is binarised once and used by both stages (the reference feeds DFNet ``1 - m/255`` but
-  the refinement ``m // 255``);
-* hole pixels are zeroed at full resolution before anything else, and the 512 letterbox mask is
-  max-pooled rather than nearest-sampled, so thin holes cannot leak original hole content;
+* the hole is binarised once (value >= 128) and used by both stages. The reference feeds DFNet
+  ``1 - m/255`` but the refinement ``m // 255``, so hole content leaks into the fill through
+  antialiased mask pixels, and those pixels keep their original (hole) content in the output;
+* the 512 letterbox mask is max-pooled rather than nearest-sampled, so DFNet also sees thin holes
+  that nearest sampling skips (the reference leaves them to the bilinear upscale alone);
 * no uint8 truncation between stages: the DFNet result is upscaled in float and rounded once at the
   end (round-to-nearest, not truncation).
 
-Device work is jit-compiled per padded-size bucket (multiples of 256), so a folder of mixed sizes
-compiles once per bucket; crops to the input size happen on the host.
+The whole pipeline is one jit-compiled call (``two_stage_forward``) per padded-size bucket
+(multiples of 256) and hole-window size, so a folder of mixed sizes compiles once per bucket and
+arrays stay on the device between stages (the reference's OpenCV uint8 bilinear is reproduced
+bit for bit in JAX). Padding and the final crop to the input size happen on the host.
 
 Hole-local refinement: the refinement output is used only inside the hole and the decoder's
 receptive field is local (``ShiftRefineUNet.decoder_margin``: 255 px), so the decoder runs on the
@@ -36,7 +39,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrinpaint_jax.ops.resize import nearest_indices_cv2, resize_bilinear_torch
+from hrinpaint_jax.ops.resize import (
+    nearest_indices_cv2,
+    resize_bilinear_cv2_u8,
+    resize_bilinear_torch,
+)
 from hrinpaint_jax.ops.shift import reference_shift, shift_refine_input
 
 PAD_MULTIPLE = 256  # both networks need H, W multiples of 2^8
@@ -176,46 +183,30 @@ class TwoStageInpainter:
             return (image.copy(), {}) if return_stages else image.copy()
 
         image_dev, mask_dev = jnp.asarray(image_pad), jnp.asarray(mask_pad)
-        stage1, dfnet_io = dfnet_stage(
-            self.dfnet, self.dfnet_variables, image_dev, mask_dev, faithful=self.faithful
-        )
-        stages = {}
-        if return_stages:
-            stages = {k: np.asarray(v) for k, v in dfnet_io.items()}
-            stages["dfnet_stage_rgb"] = np.asarray(stage1)
-        if self.faithful:
-            import cv2
-
-            # QUIRK (step 9): OpenCV's uint8 bilinear with fixed-point weights; a float bilinear
-            # differs by 1 grey level on ~11 % of values. This host round trip of the small
-            # 512-wide crop keeps the reference's exact numbers.
-            up = cv2.resize(np.asarray(stage1), (wp, hp), interpolation=cv2.INTER_LINEAR)
-            upscaled = jnp.asarray(up)
-        else:
-            upscaled = upscale_float(stage1, hp, wp)
-
-        out = self._refine(image_dev, mask_dev, upscaled, hole)
-        result = np.asarray(out)[:height, :width]
-        return (result, stages) if return_stages else result
-
-    def _refine(self, image_pad, mask_pad, upscaled, hole: np.ndarray) -> jax.Array:
-        hp, wp = hole.shape
         if self.tile_size is not None and max(hp, wp) > self.tile_size:
-            return self._refine_tiled(image_pad, mask_pad, upscaled, hole)
-        top, left, wh, ww = hole_window(hole, self.refine.decoder_margin())
-        local = self.hole_local if self.hole_local is not None else (wh, ww) != (hp, wp)
-        window_size = (wh, ww) if local else None
-        return refine_stage(
-            self.refine,
-            self.refine_variables,
-            image_pad,
-            mask_pad,
-            upscaled,
-            np.int32(top),
-            np.int32(left),
-            window_size=window_size,
-            faithful=self.faithful,
-        )
+            upscaled, stages = stage1_upscaled(
+                self.dfnet, self.dfnet_variables, image_dev, mask_dev, faithful=self.faithful
+            )
+            out = self._refine_tiled(image_dev, mask_dev, upscaled, hole)
+        else:
+            top, left, wh, ww = hole_window(hole, self.refine.decoder_margin())
+            local = self.hole_local if self.hole_local is not None else (wh, ww) != (hp, wp)
+            out, stages = two_stage_forward(
+                self.dfnet,
+                self.refine,
+                self.dfnet_variables,
+                self.refine_variables,
+                image_dev,
+                mask_dev,
+                np.int32(top),
+                np.int32(left),
+                window_size=(wh, ww) if local else None,
+                faithful=self.faithful,
+            )
+        result = np.asarray(out)[:height, :width]
+        if return_stages:
+            return result, {k: np.asarray(v) for k, v in stages.items()}
+        return result
 
     def _refine_tiled(self, image_pad, mask_pad, upscaled, hole: np.ndarray) -> jax.Array:
         """Overlapping tiles through the whole U-Net, blended with feathered weights."""
@@ -283,10 +274,48 @@ def dfnet_stage(dfnet, variables, image_pad, mask_pad, *, faithful: bool):
     return crop, {"dfnet_img_miss": img_miss, "dfnet_mask": known, "dfnet_out_0": out}
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def upscale_float(crop, hp: int, wp: int):
-    """Fixed mode: float bilinear (half-pixel, no antialias) of the float DFNet result."""
-    return resize_bilinear_torch(crop[None], (hp, wp))[0]
+@functools.partial(jax.jit, static_argnames=("dfnet", "faithful"))
+def stage1_upscaled(dfnet, variables, image_pad, mask_pad, *, faithful: bool):
+    """Steps 2-9: the DFNet result upscaled to the padded size. Returns (upscaled, stages)."""
+    hp, wp = mask_pad.shape
+    crop, stages = dfnet_stage(dfnet, variables, image_pad, mask_pad, faithful=faithful)
+    if faithful:
+        # QUIRK (step 9): OpenCV's uint8 bilinear with fixed-point weights (a float bilinear is off
+        # by 1 grey level on ~11 % of values), reproduced bit for bit on the device.
+        upscaled = resize_bilinear_cv2_u8(crop, (hp, wp))
+    else:  # float bilinear (half-pixel, no antialias) of the float DFNet result
+        upscaled = resize_bilinear_torch(crop[None], (hp, wp))[0]
+    return upscaled, {**stages, "dfnet_stage_rgb": crop}
+
+
+@functools.partial(jax.jit, static_argnames=("dfnet", "refine", "window_size", "faithful"))
+def two_stage_forward(
+    dfnet,
+    refine,
+    dfnet_variables,
+    refine_variables,
+    image_pad,
+    mask_pad,
+    top,
+    left,
+    *,
+    window_size,
+    faithful: bool,
+):
+    """The whole pipeline on padded inputs in one compiled call. Returns (uint8 result, stages)."""
+    upscaled, stages = stage1_upscaled(dfnet, dfnet_variables, image_pad, mask_pad, faithful=faithful)
+    out = refine_stage(
+        refine,
+        refine_variables,
+        image_pad,
+        mask_pad,
+        upscaled,
+        top,
+        left,
+        window_size=window_size,
+        faithful=faithful,
+    )
+    return out, stages
 
 
 @functools.partial(jax.jit, static_argnames=("faithful",))
