@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 
@@ -72,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="refine in overlapping tiles of this size (multiple of 256) when the image "
         "is larger, to bound memory; approximate",
     )
+    inp.add_argument(
+        "--memory-budget",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="refine in tiles when the refinement would need more host memory than this "
+        "(default: 80%% of the memory available now, on CPU)",
+    )
     demo = sub.add_parser("demo", help="run both networks on a bundled photo")
     demo.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     demo.add_argument(
@@ -94,6 +103,13 @@ def main(argv=None) -> int:
 
     tune_cpu_flags()  # before anything imports jax
     argv = list(sys.argv[1:] if argv is None else argv)
+    # The package's warnings (e.g. a switch to tiled refinement) reach the user as stderr lines.
+    logger = logging.getLogger("hrinpaint_jax")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
     if argv[:1] == ["convert"]:
         from convert_weights.__main__ import main as convert_main
 
@@ -105,7 +121,7 @@ def main(argv=None) -> int:
 
             run_demo(args.out, args.fixtures)
         elif args.command == "inpaint":
-            from hrinpaint_jax.inpaint import MaskOptions, run_inpaint
+            from hrinpaint_jax.inpaint import MaskOptions, default_memory_budget_gb, run_inpaint
 
             if args.tile_size is not None and (args.tile_size <= 0 or args.tile_size % 256):
                 raise ValueError(f"--tile-size must be a positive multiple of 256, got {args.tile_size}")
@@ -119,6 +135,9 @@ def main(argv=None) -> int:
                 faithful=not args.fixed,
                 hole_local=False if args.no_hole_local else None,
                 tile_size=args.tile_size,
+                memory_budget_gb=args.memory_budget
+                if args.memory_budget is not None
+                else default_memory_budget_gb(),
             )
         elif args.command == "info":
             from hrinpaint_jax.checkpoints import read_metadata

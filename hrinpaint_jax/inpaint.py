@@ -57,11 +57,27 @@ def resolve_weights(weights: str | None) -> Path:
     return path
 
 
+def default_memory_budget_gb() -> float | None:
+    """80 % of the memory available now (Linux ``MemAvailable``) when JAX runs on the CPU; None
+    elsewhere (accelerator memory is not host memory) or when it cannot be read."""
+    import jax
+
+    if jax.default_backend() != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return 0.8 * int(fields["MemAvailable"].split()[0]) * 1024 / 1e9
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def load_inpainter(
     weights: str | None,
     faithful: bool = True,
     hole_local: bool | None = None,
     tile_size: int | None = None,
+    memory_budget_gb: float | None = None,
 ):
     from hrinpaint_jax.checkpoints import CheckpointError
     from hrinpaint_jax.pipelines.two_stage import TwoStageInpainter
@@ -74,6 +90,7 @@ def load_inpainter(
             faithful=faithful,
             hole_local=hole_local,
             tile_size=tile_size,
+            memory_budget_gb=memory_budget_gb,
         )
     except CheckpointError as e:
         raise InputError(str(e)) from None
@@ -146,6 +163,7 @@ def run_inpaint(
     faithful: bool = True,
     hole_local: bool | None = None,
     tile_size: int | None = None,
+    memory_budget_gb: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> int:
     """The command: returns the exit code (0 all done, 2 if anything failed)."""
@@ -161,7 +179,7 @@ def run_inpaint(
         read_image(image_p)
         read_mask(mask_p)
         check_writable_output(output_p, overwrite)
-        inpainter = load_inpainter(weights, faithful, hole_local, tile_size)
+        inpainter = load_inpainter(weights, faithful, hole_local, tile_size, memory_budget_gb)
         status = inpaint_file(inpainter, image_p, mask_p, output_p, mask_options, overwrite, warn)
         log(f"{output_p}: {status} ({time.perf_counter() - start:.1f} s)")
         return 0
@@ -175,7 +193,7 @@ def run_inpaint(
     pairs = list(_pairs(image_p, mask_p, output_p))
     if not pairs:
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {image_p}")
-    inpainter = load_inpainter(weights, faithful, hole_local, tile_size)
+    inpainter = load_inpainter(weights, faithful, hole_local, tile_size, memory_budget_gb)
     from tqdm import tqdm
 
     failures, done = [], 0

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from hrinpaint_jax.pipelines.two_stage import Letterbox, TwoStageInpainter, hole_window, padded_size
+from hrinpaint_jax.pipelines.two_stage import (
+    Letterbox,
+    TwoStageInpainter,
+    estimate_refine_gb,
+    hole_window,
+    padded_size,
+)
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +116,19 @@ def test_fixed_mode_never_leaks_hole_content(converted):
     np.testing.assert_array_equal(fixed(image, mask), fixed(other, mask))
     faithful = TwoStageInpainter.from_pretrained(**kwargs)
     assert (faithful(image, mask) != faithful(other, mask)).any()
+
+
+def test_memory_budget_switches_to_tiles(converted, caplog):
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 256, size=(512, 768, 3), dtype=np.uint8)
+    mask = np.zeros((512, 768), np.uint8)
+    mask[100:400, 100:700] = 255
+    kwargs = dict(dfnet_dir=converted["dfnet"], refine_dir=converted["shift_refine"])
+    assert estimate_refine_gb((512, 768), (512, 768)) > 0.3
+    with caplog.at_level("WARNING", logger="hrinpaint_jax"):
+        budget = TwoStageInpainter.from_pretrained(**kwargs, memory_budget_gb=0.3)(image, mask)
+    assert "over the 0.3 GB budget: refining in 512 px tiles" in caplog.text
+    tiled = TwoStageInpainter.from_pretrained(**kwargs, tile_size=512)(image, mask)
+    np.testing.assert_array_equal(budget, tiled)
+    roomy = TwoStageInpainter.from_pretrained(**kwargs, memory_budget_gb=100.0)(image, mask)
+    np.testing.assert_array_equal(roomy, TwoStageInpainter.from_pretrained(**kwargs)(image, mask))

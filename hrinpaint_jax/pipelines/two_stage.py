@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 from typing import Any
 
@@ -45,6 +46,8 @@ from hrinpaint_jax.ops.resize import (
     resize_bilinear_torch,
 )
 from hrinpaint_jax.ops.shift import reference_shift, shift_refine_input
+
+logger = logging.getLogger(__name__)
 
 PAD_MULTIPLE = 256  # both networks need H, W multiples of 2^8
 DFNET_SIZE = 512  # stage-1 resolution of the released DFNet (Places2)
@@ -72,6 +75,17 @@ class Letterbox:
 def padded_size(height: int, width: int) -> tuple[int, int]:
     """Image size rounded up to multiples of 256 (zero padding goes bottom/right)."""
     return (-(-height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE)
+
+
+def estimate_refine_gb(padded: tuple[int, int], window: tuple[int, int]) -> float:
+    """Peak host memory (GB) of one refinement call on CPU, float32.
+
+    A linear fit to ``benchmarks/pipeline_cpu.py`` peak RSS at 1024-4096 px: the global encoder costs
+    ~0.19 GB and the decoder ~1.04 GB per megapixel of its window (the decoder's 116- and 288-channel
+    full- and half-resolution maps dominate). 4096x4096 with a full-size window comes to ~21 GB.
+    """
+    mpx = lambda hw: hw[0] * hw[1] / 1e6  # noqa: E731
+    return 0.2 + 0.19 * mpx(padded) + 1.04 * mpx(window)
 
 
 def hole_window(hole: np.ndarray, margin: int, align: int = PAD_MULTIPLE) -> tuple[int, int, int, int]:
@@ -125,7 +139,10 @@ class TwoStageInpainter:
       hole_local: decoder on the hole's window only; None = when the window is smaller than the image.
       tile_size: run the refinement on overlapping tiles of this size (multiple of 256) when the
         padded image is larger than it; None = never tile.
-      tile_overlap: overlap between tiles (multiple of 256... any multiple of 2 works; 256 default).
+      tile_overlap: overlap between tiles in pixels (even; default 256).
+      memory_budget_gb: if the refinement is estimated (``estimate_refine_gb``) to need more host
+        memory than this, it runs in tiles of the largest size that fits, with a logged warning
+        (tiling is approximate). None = no limit.
     """
 
     dfnet: Any
@@ -136,6 +153,7 @@ class TwoStageInpainter:
     hole_local: bool | None = None
     tile_size: int | None = None
     tile_overlap: int = 256
+    memory_budget_gb: float | None = None
 
     @classmethod
     def from_pretrained(cls, dfnet_dir, refine_dir, **kwargs) -> TwoStageInpainter:
@@ -183,14 +201,16 @@ class TwoStageInpainter:
             return (image.copy(), {}) if return_stages else image.copy()
 
         image_dev, mask_dev = jnp.asarray(image_pad), jnp.asarray(mask_pad)
-        if self.tile_size is not None and max(hp, wp) > self.tile_size:
+        top, left, wh, ww = hole_window(hole, self.refine.decoder_margin())
+        local = self.hole_local if self.hole_local is not None else (wh, ww) != (hp, wp)
+        window_size = (wh, ww) if local else (hp, wp)
+        tile = self._plan_tiles(hp, wp, window_size)
+        if tile is not None:
             upscaled, stages = stage1_upscaled(
                 self.dfnet, self.dfnet_variables, image_dev, mask_dev, faithful=self.faithful
             )
-            out = self._refine_tiled(image_dev, mask_dev, upscaled, hole)
+            out = self._refine_tiled(image_dev, mask_dev, upscaled, hole, tile)
         else:
-            top, left, wh, ww = hole_window(hole, self.refine.decoder_margin())
-            local = self.hole_local if self.hole_local is not None else (wh, ww) != (hp, wp)
             out, stages = two_stage_forward(
                 self.dfnet,
                 self.refine,
@@ -200,7 +220,7 @@ class TwoStageInpainter:
                 mask_dev,
                 np.int32(top),
                 np.int32(left),
-                window_size=(wh, ww) if local else None,
+                window_size=window_size if local else None,
                 faithful=self.faithful,
             )
         result = np.asarray(out)[:height, :width]
@@ -208,10 +228,36 @@ class TwoStageInpainter:
             return result, {k: np.asarray(v) for k, v in stages.items()}
         return result
 
-    def _refine_tiled(self, image_pad, mask_pad, upscaled, hole: np.ndarray) -> jax.Array:
+    def _plan_tiles(self, hp: int, wp: int, window_size: tuple[int, int]) -> int | None:
+        """The tile size to refine with, or None for one untiled call."""
+        if self.tile_size is not None:
+            return self.tile_size if max(hp, wp) > self.tile_size else None
+        if self.memory_budget_gb is None:
+            return None
+        need = estimate_refine_gb((hp, wp), window_size)
+        if need <= self.memory_budget_gb:
+            return None
+        for tile in (2048, 1536, 1024, 768, 512):
+            if (
+                tile < max(hp, wp)
+                and estimate_refine_gb((tile, tile), (tile, tile)) <= self.memory_budget_gb
+            ):
+                break
+        logger.warning(
+            "the refinement at %dx%d needs about %.1f GB, over the %.1f GB budget: refining in "
+            "%d px tiles instead (approximate; see --tile-size / --memory-budget)",
+            wp,
+            hp,
+            need,
+            self.memory_budget_gb,
+            tile,
+        )
+        return tile
+
+    def _refine_tiled(self, image_pad, mask_pad, upscaled, hole: np.ndarray, tile: int) -> jax.Array:
         """Overlapping tiles through the whole U-Net, blended with feathered weights."""
         hp, wp = hole.shape
-        tile, overlap = self.tile_size, self.tile_overlap
+        overlap = self.tile_overlap
         if tile % PAD_MULTIPLE or overlap % 2 or not 0 <= overlap < tile:
             raise ValueError(
                 f"tile_size must be a multiple of 256 and larger than an even tile_overlap, "
