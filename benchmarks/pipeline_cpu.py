@@ -324,6 +324,7 @@ def spawn(case: str, args: argparse.Namespace) -> dict:
         "error": error,
         "wall_s": wall,
         "polled_rss_gb": seen,
+        "code": code,
     }
 
 
