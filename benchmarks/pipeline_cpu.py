@@ -74,26 +74,16 @@ def parse_case(case: str) -> tuple[int, str]:
 
 def ensure_weights(cache: str) -> list[str]:
     """Converts the fixtures' random checkpoints into ``cache`` unless already there."""
-    import gzip
-    import shutil
-    import tempfile
+    from pathlib import Path
 
     dirs = [os.path.join(cache, "dfnet"), os.path.join(cache, "shift_refine")]
     if all(os.path.isdir(os.path.join(d, "metadata")) for d in dirs):
         return dirs
     sys.path.insert(0, REPO)
-    from convert_weights import TABLES
-    from hrinpaint_jax.conversion import convert_checkpoint
+    from hrinpaint_jax.demo import convert_fixture_weights
     from hrinpaint_jax.fixtures import find_fixtures
 
-    fixtures = find_fixtures()
-    with tempfile.TemporaryDirectory() as tmp:
-        sources = (("dfnet", "dfnet_random.pth.gz"), ("shift_refine", "refinement_random.pth.gz"))
-        for out, (name, src) in zip(dirs, sources, strict=True):
-            pth = os.path.join(tmp, src[:-3])
-            with gzip.open(fixtures / src, "rb") as f, open(pth, "wb") as g:
-                shutil.copyfileobj(f, g)
-            convert_checkpoint(pth, out, TABLES, model=name, overwrite=True, log=lambda m: None)
+    convert_fixture_weights(Path(cache), find_fixtures(), log=lambda m: None)
     print(f"converted the fixture checkpoints into {cache}", file=sys.stderr)
     return dirs
 
