@@ -132,3 +132,16 @@ def test_memory_budget_switches_to_tiles(converted, caplog):
     np.testing.assert_array_equal(budget, tiled)
     roomy = TwoStageInpainter.from_pretrained(**kwargs, memory_budget_gb=100.0)(image, mask)
     np.testing.assert_array_equal(roomy, TwoStageInpainter.from_pretrained(**kwargs)(image, mask))
+
+
+def test_large_windows_avoid_the_eigen_convolution_limit(inpainter, monkeypatch, caplog):
+    """With the CPU tuning flag, a decoder window beyond 3072 px would make XLA abort: tile."""
+    from hrinpaint_jax.runtime import YNN_OFF
+
+    monkeypatch.setenv("XLA_FLAGS", YNN_OFF)
+    with caplog.at_level("WARNING", logger="hrinpaint_jax"):
+        assert inpainter._plan_tiles(4096, 4096, (4096, 4096)) == 2048
+    assert "Eigen convolution" in caplog.text
+    assert inpainter._plan_tiles(4096, 4096, (2048, 3072)) is None
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert inpainter._plan_tiles(4096, 4096, (4096, 4096)) is None
