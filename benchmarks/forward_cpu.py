@@ -244,10 +244,11 @@ def table_row(record: dict) -> list[str]:
     ]
 
 
-def markdown(rows: list[list[str]]) -> str:
+def markdown(rows: list[list[str]], columns: tuple[str, ...] = COLUMNS) -> str:
+    """A Markdown table: the first two columns left-aligned, the numbers right-aligned."""
     lines = [
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(COLUMNS))) + "|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(columns))) + "|",
     ]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 

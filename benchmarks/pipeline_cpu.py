@@ -42,7 +42,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from forward_cpu import wait_idle  # noqa: E402
+from forward_cpu import markdown, wait_idle  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ("auto", "full", "tiled")
@@ -336,14 +336,6 @@ def table_row(record: dict) -> list[str]:
     ]
 
 
-def markdown(rows: list[list[str]]) -> str:
-    lines = [
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(COLUMNS))) + "|",
-    ]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def write_csv(path: str, records: list[dict]) -> None:
     fields = [
         "case", "size", "mode", "tile_size", "first_call_s", "median_s", "min_s", "times_s",
@@ -436,7 +428,7 @@ def parent_main(args: argparse.Namespace) -> None:
         "GB = 1e9 bytes"
     )
     print()
-    print(markdown([table_row(r) for r in records]))
+    print(markdown([table_row(r) for r in records], COLUMNS))
     notes = target_notes(records)
     if notes:
         print("\nTargets: " + "; ".join(notes))

@@ -20,6 +20,7 @@ import numpy as np
 from hrinpaint_jax.image_io import (
     IMAGE_SUFFIXES,
     InputError,
+    LoadedImage,
     binarise_mask,
     check_writable_output,
     read_image,
@@ -106,16 +107,18 @@ class _WarnOnce:
             self.log(f"warning: {message}")
 
 
-def inpaint_file(
-    inpainter,
+def prepare_pair(
     image_path,
     mask_path,
     output_path,
     mask_options: MaskOptions,
     overwrite: bool,
     warn: Callable[[str, str], None],
-) -> str:
-    """Inpaints one file pair; returns a short status ('filled N px' / 'empty mask')."""
+) -> tuple[LoadedImage, np.ndarray]:
+    """Reads and checks one (image, mask, output) triple; returns the image and the bool hole.
+
+    Everything here is cheap, so callers run it before the networks are loaded.
+    """
     image = read_image(image_path)
     check_writable_output(output_path, overwrite, has_alpha=image.alpha is not None)
     mask = read_mask(mask_path)
@@ -133,13 +136,31 @@ def inpaint_file(
             f"mask {mask_path} is not binary (antialiased?); binarised at "
             f"threshold {mask_options.threshold} ({mask_options.hole_value} = hole)",
         )
+    return image, hole
+
+
+def fill_and_write(inpainter, image: LoadedImage, hole: np.ndarray, output_path, overwrite: bool) -> str:
+    """Inpaints a prepared pair and writes the result; returns a short status."""
     if not hole.any():
-        out = result_pixels(image, image.rgb8, hole)
-        write_image(output_path, out, image, overwrite=overwrite)
+        write_image(output_path, result_pixels(image, image.rgb8, hole), image, overwrite=overwrite)
         return "empty mask: image written unchanged"
     filled = inpainter(image.rgb8, np.where(hole, 255, 0).astype(np.uint8))
     write_image(output_path, result_pixels(image, filled, hole), image, overwrite=overwrite)
     return f"filled {int(hole.sum())} px"
+
+
+def inpaint_file(
+    inpainter,
+    image_path,
+    mask_path,
+    output_path,
+    mask_options: MaskOptions,
+    overwrite: bool,
+    warn: Callable[[str, str], None],
+) -> str:
+    """Inpaints one file pair; returns a short status ('filled N px' / 'empty mask')."""
+    image, hole = prepare_pair(image_path, mask_path, output_path, mask_options, overwrite, warn)
+    return fill_and_write(inpainter, image, hole, output_path, overwrite)
 
 
 def _pairs(image_dir: Path, mask_dir: Path, output_dir: Path):
@@ -176,11 +197,9 @@ def run_inpaint(
         # Single file: validate everything cheap before loading the networks.
         if mask_p.is_dir():
             raise InputError(f"--image is a file but --mask is a folder: {mask_p}")
-        read_image(image_p)
-        read_mask(mask_p)
-        check_writable_output(output_p, overwrite)
+        image, hole = prepare_pair(image_p, mask_p, output_p, mask_options, overwrite, warn)
         inpainter = load_inpainter(weights, faithful, hole_local, tile_size, memory_budget_gb)
-        status = inpaint_file(inpainter, image_p, mask_p, output_p, mask_options, overwrite, warn)
+        status = fill_and_write(inpainter, image, hole, output_p, overwrite)
         log(f"{output_p}: {status} ({time.perf_counter() - start:.1f} s)")
         return 0
 
