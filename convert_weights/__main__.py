@@ -1,6 +1,12 @@
-"""Command line: convert a PyTorch checkpoint of DFNet or the refinement U-Net.
+"""Command line: convert a released checkpoint into a hrinpaint_jax weights directory.
 
-python -m convert_weights --model auto --input model_places2.pth --output weights/dfnet [--verify]
+  python -m convert_weights --model auto --input model_places2.pth --output weights/dfnet [--verify]
+  python -m convert_weights --model auto --input refinement.pth --output weights/shift_refine
+  python -m convert_weights --model zoom --input ckpt/ckpt-1500 --output weights/zoom
+
+PyTorch files (DFNet, the shift refinement U-Net) need torch; the Zoom-to-Inpaint TF2 checkpoint
+(a prefix such as ckpt/ckpt-1500, its .index file, or the folder with the 'checkpoint' file) needs
+tensorflow.
 """
 
 import argparse
@@ -16,10 +22,14 @@ def parse_args(argv=None):
     p.add_argument(
         "--model",
         default="auto",
-        choices=["auto", "dfnet", "refinement", "shift_refine"],
-        help="source model; 'auto' detects it from the state_dict keys (default)",
+        choices=["auto", "dfnet", "refinement", "shift_refine", "zoom"],
+        help="source model; 'auto' detects it from the file and its keys (default)",
     )
-    p.add_argument("--input", required=True, help="PyTorch checkpoint (.pth, zip or legacy format)")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="PyTorch checkpoint (.pth, zip or legacy format) or TF checkpoint prefix / folder",
+    )
     p.add_argument("--output", required=True, help="weights directory to create")
     p.add_argument(
         "--overwrite",
@@ -29,7 +39,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--verify",
         action="store_true",
-        help="load the result and run it on a fixed 512x512 input; print statistics",
+        help="load the result and run it on a fixed input (512x512; 256x256 for zoom); print statistics",
     )
     return p.parse_args(argv)
 

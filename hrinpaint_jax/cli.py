@@ -2,6 +2,7 @@
 
 hrinpaint inpaint --image IMG --mask MASK --output OUT [--weights DIR]   inpaint one image
 hrinpaint inpaint --image DIR --mask DIR --output DIR [--weights DIR]   ... or a folder (by name)
+hrinpaint inpaint --method zoom ...                                     ... with Zoom-to-Inpaint
 hrinpaint demo [--out DIR]          convert the fixture weights and inpaint two bundled photos
 hrinpaint convert ...               same as ``python -m convert_weights ...``
 hrinpaint info WEIGHTS_DIR          print a converted weights directory's metadata
@@ -34,13 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     inp.add_argument(
         "--weights",
         default=None,
-        help="folder with dfnet/ and shift_refine/ weights (default $HRINPAINT_WEIGHTS)",
+        help="weights folder (default $HRINPAINT_WEIGHTS): dfnet/ and shift_refine/ for "
+        "two_stage, zoom/ for zoom",
     )
     inp.add_argument(
         "--method",
         default="two_stage",
-        choices=["two_stage"],
-        help="inpainting method (default two_stage)",
+        choices=["two_stage", "zoom"],
+        help="two_stage: DFNet + shift refinement (Moskalenko et al.; default); zoom: "
+        "Zoom-to-Inpaint (Kim et al.), run at the image's own resolution",
     )
     inp.add_argument(
         "--hole-value",
@@ -59,19 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     inp.add_argument(
         "--fixed",
         action="store_true",
-        help="fix the reference's bugs instead of reproducing it exactly (see README)",
+        help="two_stage only: fix the reference's bugs instead of reproducing it exactly (see README)",
     )
     inp.add_argument(
         "--no-hole-local",
         action="store_true",
-        help="run the refinement decoder on the whole image (same result, slower)",
+        help="two_stage only: run the refinement decoder on the whole image (same result, slower)",
     )
     inp.add_argument(
         "--tile-size",
         type=int,
         default=None,
-        help="refine in overlapping tiles of this size (multiple of 256) when the image "
-        "is larger, to bound memory; approximate",
+        help="two_stage only: refine in overlapping tiles of this size (multiple of 256) when "
+        "the image is larger, to bound memory; approximate",
     )
     inp.add_argument(
         "--memory-budget",
@@ -125,11 +128,24 @@ def main(argv=None) -> int:
 
             if args.tile_size is not None and (args.tile_size <= 0 or args.tile_size % 256):
                 raise ValueError(f"--tile-size must be a positive multiple of 256, got {args.tile_size}")
+            if args.method == "zoom":
+                used = [
+                    flag
+                    for flag, on in (
+                        ("--fixed", args.fixed),
+                        ("--no-hole-local", args.no_hole_local),
+                        ("--tile-size", args.tile_size is not None),
+                    )
+                    if on
+                ]
+                if used:
+                    raise ValueError(f"{', '.join(used)}: only for --method two_stage")
             return run_inpaint(
                 args.image,
                 args.mask,
                 args.output,
                 weights=args.weights,
+                method=args.method,
                 mask_options=MaskOptions(args.hole_value, args.mask_threshold, args.dilate),
                 overwrite=args.overwrite,
                 faithful=not args.fixed,

@@ -29,21 +29,34 @@ def load_sample(name: str = "astronaut.png", folder: Path = SAMPLES) -> np.ndarr
         return np.asarray(im.convert("RGB"))
 
 
-def convert_fixture_weights(out_dir: Path, fixtures: Path, log: Callable[[str], None]) -> Path:
-    """Converts the fixtures' two checkpoints into ``out_dir/{dfnet,shift_refine}``."""
+def _gunzip(src: Path, dst: Path) -> Path:
+    with gzip.open(src, "rb") as f, open(dst, "wb") as g:
+        shutil.copyfileobj(f, g)
+    return dst
+
+
+def convert_fixture_weights(
+    out_dir: Path, fixtures: Path, log: Callable[[str], None], zoom: bool = True
+) -> Path:
+    """Converts the fixtures' checkpoints into ``out_dir/{dfnet,shift_refine}`` and, with ``zoom``,
+    the Zoom-to-Inpaint TF checkpoint into ``out_dir/zoom``."""
     from convert_weights import TABLES
     from hrinpaint_jax.conversion import convert_checkpoint
 
+    indent = lambda m: log("   " + m)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         for name, src in (
             ("dfnet", "dfnet_random.pth.gz"),
             ("shift_refine", "refinement_random.pth.gz"),
         ):
-            pth = Path(tmp) / src[:-3]
-            with gzip.open(fixtures / src, "rb") as f, open(pth, "wb") as g:
-                shutil.copyfileobj(f, g)
+            pth = _gunzip(fixtures / src, Path(tmp) / src[:-3])
+            convert_checkpoint(pth, out_dir / name, TABLES, model=name, overwrite=True, log=indent)
+        if zoom:  # the data file is stored gzip-compressed; the index must sit beside it
+            ckpt = fixtures / "zti" / "ckpt"
+            shutil.copyfile(ckpt / "ckpt-1.index", Path(tmp) / "ckpt-1.index")
+            _gunzip(ckpt / "ckpt-1.data-00000-of-00001.gz", Path(tmp) / "ckpt-1.data-00000-of-00001")
             convert_checkpoint(
-                pth, out_dir / name, TABLES, model=name, overwrite=True, log=lambda m: log("   " + m)
+                Path(tmp) / "ckpt-1", out_dir / "zoom", TABLES, model="zoom", overwrite=True, log=indent
             )
     return out_dir
 

@@ -39,21 +39,28 @@ class MaskOptions:
     dilate: int = 0
 
 
-def resolve_weights(weights: str | None) -> Path:
-    """The weights folder: ``--weights``, else ``$HRINPAINT_WEIGHTS``. It must hold ``dfnet/`` and
-    ``shift_refine/`` written by ``python -m convert_weights`` (or ``make demo``)."""
+# Weights subfolders each method needs (written by python -m convert_weights or make demo).
+METHOD_WEIGHTS = {"two_stage": ("dfnet", "shift_refine"), "zoom": ("zoom",)}
+
+
+def resolve_weights(weights: str | None, method: str = "two_stage") -> Path:
+    """The weights folder: ``--weights``, else ``$HRINPAINT_WEIGHTS``. It must hold the method's
+    subfolders (``dfnet/`` and ``shift_refine/``, or ``zoom/``) written by ``python -m
+    convert_weights`` (or ``make demo``)."""
+    need = METHOD_WEIGHTS[method]
+    wanted = " and ".join(f"{n}/" for n in need)
     chosen = weights or os.environ.get(WEIGHTS_ENV)
     if not chosen:
         raise InputError(
-            f"no weights: pass --weights DIR or set ${WEIGHTS_ENV}; DIR holds dfnet/ and "
-            "shift_refine/ made by python -m convert_weights (make demo writes demo_output/weights)"
+            f"no weights: pass --weights DIR or set ${WEIGHTS_ENV}; for --method {method} DIR holds "
+            f"{wanted} made by python -m convert_weights (make demo writes demo_output/weights)"
         )
     path = Path(chosen)
-    missing = [name for name in ("dfnet", "shift_refine") if not (path / name).is_dir()]
+    missing = [name for name in need if not (path / name).is_dir()]
     if not path.is_dir() or missing:
         raise InputError(
             f"weights folder {path} lacks {', '.join(missing) or 'its subfolders'}/ "
-            "(expected dfnet/ and shift_refine/ from python -m convert_weights)"
+            f"(--method {method} expects {wanted} from python -m convert_weights)"
         )
     return path
 
@@ -79,11 +86,21 @@ def load_inpainter(
     hole_local: bool | None = None,
     tile_size: int | None = None,
     memory_budget_gb: float | None = None,
+    method: str = "two_stage",
 ):
+    """Loads the method's networks: a ``TwoStageInpainter`` or a ``ZoomInpainter`` (both are called
+    as ``inpainter(rgb_uint8, mask_uint8_255_is_hole) -> rgb_uint8``)."""
     from hrinpaint_jax.checkpoints import CheckpointError
     from hrinpaint_jax.pipelines.two_stage import TwoStageInpainter
 
-    path = resolve_weights(weights)
+    path = resolve_weights(weights, method)
+    if method == "zoom":
+        from hrinpaint_jax.pipelines.zoom import ZoomInpainter
+
+        try:
+            return ZoomInpainter.from_pretrained(path / "zoom", memory_budget_gb=memory_budget_gb)
+        except CheckpointError as e:
+            raise InputError(str(e)) from None
     try:
         return TwoStageInpainter.from_pretrained(
             path / "dfnet",
@@ -179,6 +196,7 @@ def run_inpaint(
     mask: str,
     output: str,
     weights: str | None = None,
+    method: str = "two_stage",
     mask_options: MaskOptions = MaskOptions(),
     overwrite: bool = False,
     faithful: bool = True,
@@ -198,7 +216,7 @@ def run_inpaint(
         if mask_p.is_dir():
             raise InputError(f"--image is a file but --mask is a folder: {mask_p}")
         image, hole = prepare_pair(image_p, mask_p, output_p, mask_options, overwrite, warn)
-        inpainter = load_inpainter(weights, faithful, hole_local, tile_size, memory_budget_gb)
+        inpainter = load_inpainter(weights, faithful, hole_local, tile_size, memory_budget_gb, method)
         status = fill_and_write(inpainter, image, hole, output_p, overwrite)
         log(f"{output_p}: {status} ({time.perf_counter() - start:.1f} s)")
         return 0
@@ -212,7 +230,7 @@ def run_inpaint(
     pairs = list(_pairs(image_p, mask_p, output_p))
     if not pairs:
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {image_p}")
-    inpainter = load_inpainter(weights, faithful, hole_local, tile_size, memory_budget_gb)
+    inpainter = load_inpainter(weights, faithful, hole_local, tile_size, memory_budget_gb, method)
     from tqdm import tqdm
 
     failures, done = [], 0

@@ -229,3 +229,179 @@ def unet_encode(
         block = EncoderBlock(width, k, use_norm_act=i > 0, name=name_of(i), **block_kwargs)
         skips.append(block(skips[-1], train=train))
     return skips
+
+
+# --------------------------------------------------------------------------------------------------
+# Zoom-to-Inpaint (TF2 / Keras) building blocks: REFERENCE.md sections 5.1, 5.2, 5.7.
+
+
+class KerasBatchNorm(nn.Module):
+    """BatchNorm with Keras ``(Sync)BatchNormalization`` defaults (REFERENCE.md section 5.2).
+
+    * eps 1e-3, ``momentum`` 0.99 in Keras' convention: ``moving -= (moving - batch) * (1 - momentum)``,
+      updated with the **biased** batch variance (unlike ``TorchBatchNorm``).
+    * ``axis_name``: statistics over the global batch across a ``pmap`` axis (SyncBatchNormalization).
+    * Inference computes ``x * (gamma * rsqrt(var + eps)) + (beta - mean * gamma * rsqrt(var + eps))``,
+      the exact operation order of the (never fused) Keras layer.
+
+    Parameters ``scale`` (gamma) / ``bias`` (beta); statistics ``mean`` / ``var`` in ``batch_stats``.
+    """
+
+    use_running_average: bool = True
+    momentum: float = 0.99
+    epsilon: float = 1e-3
+    axis_name: str | None = None
+    dtype: Dtype | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+
+        if self.use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            x32 = x.astype(jnp.float32)
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x32, axis=axes)
+            if self.axis_name is not None:
+                mean = lax.pmean(mean, self.axis_name)
+            # Two-pass biased variance around the global mean (Keras' SyncBatchNormalization uses
+            # E[x^2] - E[x]^2; same value, better conditioned).
+            var = jnp.mean(jnp.square(x32 - mean), axis=axes)
+            if self.axis_name is not None:
+                var = lax.pmean(var, self.axis_name)
+            if not self.is_initializing():
+                decay = 1.0 - self.momentum
+                ra_mean.value = ra_mean.value - (ra_mean.value - lax.stop_gradient(mean)) * decay
+                ra_var.value = ra_var.value - (ra_var.value - lax.stop_gradient(var)) * decay
+
+        mul = scale * lax.rsqrt(var + self.epsilon)
+        add = bias - mean * mul
+        dtype = self.dtype or x.dtype
+        return x * mul.astype(dtype) + add.astype(dtype)
+
+
+class GatedConv(nn.Module):
+    """Gated convolution ``GC(channels, k, dilation)`` of Zoom-to-Inpaint (REFERENCE.md section 5.1).
+
+    One stride-1 'same' conv with ``features`` output channels (submodule ``conv``); its first half is
+    the feature branch (ELU), its second half the gate (sigmoid), so the output has ``features // 2``
+    channels. ``features == 3`` is the reference's special case for the output heads: the plain linear
+    conv is returned.
+
+    Attributes:
+      features: conv output channels (twice the gated output width).
+      kernel_size: square kernel size (3 everywhere in the reference).
+      dilation: dilation rate; padding ``dilation * (k - 1) / 2`` on every side (Keras 'same').
+    """
+
+    features: int
+    kernel_size: int = 3
+    dilation: int = 1
+    dtype: Dtype | None = None
+    precision: Precision = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        pad = self.dilation * (self.kernel_size - 1) // 2
+        y = nn.Conv(
+            self.features,
+            (self.kernel_size, self.kernel_size),
+            kernel_dilation=(self.dilation, self.dilation),
+            padding=((pad, pad), (pad, pad)),
+            kernel_init=nn.initializers.glorot_uniform(),  # Keras Conv2D default
+            dtype=self.dtype,
+            precision=self.precision,
+            name="conv",
+        )(x)
+        if self.features == 3:
+            return y
+        if self.features % 2:
+            raise ValueError(f"a gated conv needs an even channel count, got {self.features}")
+        feature, gate = jnp.split(y, 2, axis=-1)
+        return nn.elu(feature) * nn.sigmoid(gate)
+
+
+def l2_normalize_tf(z: jax.Array) -> jax.Array:
+    """``z / sqrt(max(sum(z^2), 1e-12))`` over all elements (``tf.math.l2_normalize``)."""
+    return z * lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(z)), 1e-12))
+
+
+class SpectralNormConv(nn.Module):
+    """Conv2D wrapped in the Zoom-to-Inpaint spectral normalisation (REFERENCE.md section 5.7).
+
+    Variables: ``params/kernel`` (kh, kw, I, O) and ``params/bias`` (O,); the power-iteration vectors
+    ``spectral/u`` (1, O) and ``spectral/v`` (1, kh*kw*I), initialised truncated-normal, std 0.02.
+
+    Every call, in training and in inference alike, runs one power iteration on
+    ``Wm = reshape(kernel, (kh*kw*I, O))``: ``v = l2n(u Wm^T)``, ``u = l2n(v Wm)``, ``sigma = v Wm u^T``,
+    and convolves with ``kernel / sigma``.
+
+    QUIRK (reproduced on purpose): the reference then *stores* ``kernel / sigma`` back into the kernel
+    variable (its "restore the original kernel" step is a no-op), so the stored weights are divided by
+    the current estimate of sigma at every call, and no gradient flows through sigma. Here:
+
+    * the new ``u``, ``v`` are written when the ``spectral`` collection is mutable;
+    * the normalised kernel is written back when ``params`` is mutable
+      (``apply(..., mutable=['params', 'spectral'])``), which is how a faithful training step or the
+      fixture's two successive discriminator calls are reproduced;
+    * the kernel used by the conv is ``kernel + stop_gradient(kernel / sigma - kernel)``: the value of
+      ``kernel / sigma`` but the identity Jacobian, because the reference differentiates with respect
+      to the (already overwritten) variable that the conv reads.
+
+    Padding is TF 'SAME' (for stride 2 and even sizes: 1 before, 2 after for k = 5 = Flax 'SAME').
+    """
+
+    features: int
+    kernel_size: int = 5
+    stride: int = 2
+    dtype: Dtype | None = None
+    precision: Precision = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, in_features = self.kernel_size, x.shape[-1]
+        shape = (k, k, in_features, self.features)
+        kernel_var = self.variable(
+            "params",
+            "kernel",
+            lambda: nn.initializers.glorot_uniform()(self.make_rng("params"), shape, jnp.float32),
+        )
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        sn_init = nn.initializers.truncated_normal(stddev=0.02)
+        u_var = self.variable(
+            "spectral", "u", lambda: sn_init(self.make_rng("params"), (1, self.features), jnp.float32)
+        )
+        v_var = self.variable(
+            "spectral",
+            "v",
+            lambda: sn_init(self.make_rng("params"), (1, k * k * in_features), jnp.float32),
+        )
+
+        kernel = kernel_var.value
+        w_mat = lax.stop_gradient(kernel).reshape(-1, self.features)
+        v = l2_normalize_tf(lax.stop_gradient(u_var.value) @ w_mat.T)
+        u = l2_normalize_tf(v @ w_mat)
+        sigma = (v @ w_mat @ u.T)[0, 0]
+        normalised = kernel + lax.stop_gradient(kernel / sigma - kernel)
+        if not self.is_initializing():
+            if self.is_mutable_collection("spectral"):
+                u_var.value, v_var.value = u, v
+            if self.is_mutable_collection("params"):
+                kernel_var.value = normalised
+            self.sow("intermediates", "sigma", sigma)
+
+        dtype = self.dtype or x.dtype
+        y = lax.conv_general_dilated(
+            x.astype(dtype),
+            normalised.astype(dtype),
+            window_strides=(self.stride, self.stride),
+            padding="SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            precision=self.precision,
+        )
+        return y + bias.astype(dtype)

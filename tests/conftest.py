@@ -73,3 +73,26 @@ def converted(dfnet_pth, refinement_pth, tmp_path_factory) -> dict[str, Path]:
         == 0
     )
     return dirs
+
+
+@pytest.fixture(scope="session")
+def zti_ckpt(fixtures_dir, tmp_path_factory) -> Path:
+    """The Zoom-to-Inpaint fixture checkpoint, data file decompressed beside its index.
+
+    Returns the checkpoint prefix (``.../ckpt-1``)."""
+    src = fixtures_dir / "zti" / "ckpt"
+    dst = tmp_path_factory.mktemp("zti_ckpt")
+    shutil.copyfile(src / "ckpt-1.index", dst / "ckpt-1.index")
+    shutil.copyfile(src / "checkpoint", dst / "checkpoint")
+    _gunzip(src / "ckpt-1.data-00000-of-00001.gz", dst / "ckpt-1.data-00000-of-00001")
+    return dst / "ckpt-1"
+
+
+@pytest.fixture(scope="session")
+def converted_zoom(zti_ckpt, tmp_path_factory) -> Path:
+    """The fixture TF checkpoint converted once through the command-line converter."""
+    from convert_weights.__main__ import main
+
+    out = tmp_path_factory.mktemp("weights") / "zoom"
+    assert main(["--model", "zoom", "--input", str(zti_ckpt), "--output", str(out)]) == 0
+    return out

@@ -5,11 +5,14 @@ from __future__ import annotations
 import flax.linen as nn
 
 from hrinpaint_jax.models.dfnet import DFNet, FusionBlock
+from hrinpaint_jax.models.patch_gan import PatchGANDiscriminator
 from hrinpaint_jax.models.shift_refine import ShiftRefineUNet
+from hrinpaint_jax.models.zoom import CoarseNet, RefineNet, SuperResolutionNet, ZoomToInpaint
 
 MODELS: dict[str, type[nn.Module]] = {
     "dfnet": DFNet,
     "shift_refine": ShiftRefineUNet,
+    "zoom": ZoomToInpaint,
 }
 
 
@@ -30,7 +33,21 @@ def dummy_inputs(name: str, height: int = 256, width: int = 256, batch: int = 1)
         return (jnp.zeros((batch, height, width, 3)), jnp.ones((batch, height, width, 1)))
     if name == "shift_refine":
         return (jnp.zeros((batch, height, width, 19)), jnp.zeros((batch, height, width, 1)))
+    if name == "zoom":  # the low-resolution image and mask
+        return (jnp.zeros((batch, height, width, 3)), jnp.zeros((batch, height, width, 1)))
     raise ValueError(f"unknown model {name!r}")
 
 
-__all__ = ["DFNet", "FusionBlock", "ShiftRefineUNet", "MODELS", "get_model", "dummy_inputs"]
+__all__ = [
+    "DFNet",
+    "FusionBlock",
+    "ShiftRefineUNet",
+    "CoarseNet",
+    "SuperResolutionNet",
+    "RefineNet",
+    "PatchGANDiscriminator",
+    "ZoomToInpaint",
+    "MODELS",
+    "get_model",
+    "dummy_inputs",
+]
