@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run both networks on a bundled photo")
     demo.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     demo.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="timed calls per photo and method; the first compiles (default 2)",
+    )
+    demo.add_argument(
         "--fixtures",
         default=None,
         help="parity-fixture folder (default $HRINPAINT_FIXTURES or ../shared/fixtures)",
@@ -122,7 +128,7 @@ def main(argv=None) -> int:
         if args.command == "demo":
             from hrinpaint_jax.demo import run_demo
 
-            run_demo(args.out, args.fixtures)
+            run_demo(args.out, args.fixtures, repeats=args.repeats)
         elif args.command == "inpaint":
             from hrinpaint_jax.inpaint import MaskOptions, default_memory_budget_gb, run_inpaint
 

@@ -123,9 +123,7 @@ class TableBuilder:
         ]
 
     def build(self) -> Table:
-        return Table(
-            self.model, tuple(self.rules), tuple(self.dropped), self.source, self.ignored
-        )
+        return Table(self.model, tuple(self.rules), tuple(self.dropped), self.source, self.ignored)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -152,3 +152,11 @@ def test_rejects_bad_tf_inputs(zti_ckpt, tmp_path, capsys):
     assert "cannot read the latest checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_verify_runs_the_converted_framework(zti_ckpt, tmp_path, capsys):
+    assert convert(zti_ckpt, tmp_path / "v", "--verify") == 0
+    out = capsys.readouterr().out
+    assert "verify: zoom forward at 256x256" in out
+    for name, shape in [("coarse", "(1, 256, 256, 3)"), ("refine", "(1, 512, 512, 3)")]:
+        assert f"output {name}: shape {shape}" in out

@@ -63,14 +63,16 @@ def test_info_prints_metadata(converted, capsys):
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
-    assert cli_main(["demo", "--out", str(tmp_path)]) == 0
+    assert cli_main(["demo", "--out", str(tmp_path), "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    assert "| coffee.png | 600x400 |" in out and "| astronaut.png | 512x512 |" in out
+    for method in ("two_stage", "zoom"):
+        assert f"| coffee.png | 600x400 | {method} |" in out
+        assert f"| astronaut.png | 512x512 | {method} |" in out
     from PIL import Image
 
     with Image.open(tmp_path / "demo_strip.png") as im:
-        assert im.size == (3 * 600, 400 + 512)  # before | mask | after, one row per photo
-    for name in ("coffee_inpainted.png", "astronaut_inpainted.png", "weights/dfnet"):
+        assert im.size == (4 * 600, 400 + 512)  # before | mask | two_stage | zoom, one row per photo
+    for name in ("coffee_zoom.png", "astronaut_two_stage.png", "weights/dfnet", "weights/zoom"):
         assert (tmp_path / name).exists()
     # A file where the output folder should be: one line, exit 2.
     (tmp_path / "file").write_text("x")

@@ -1,7 +1,5 @@
 """Zoom-to-Inpaint building blocks and networks on small, hand-checkable cases."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -163,17 +161,19 @@ def test_spectral_norm_gradient_skips_sigma():
     )
 
 
-@functools.cache
-def _tiny_zoom():
-    return ZoomToInpaint(width=4, sr_features=8, sr_blocks=1, disc_features=(8, 8, 8, 8, 8))
+@pytest.fixture(scope="module")
+def tiny():
+    """A tiny framework on a non-square 16 x 24 batch, initialised once (jit: one compilation)."""
+    model = ZoomToInpaint(width=4, sr_features=8, sr_blocks=1, disc_features=(8, 8, 8, 8, 8))
+    image = jnp.asarray(np.random.default_rng(5).uniform(size=(2, 16, 24, 3)), jnp.float32)
+    mask = jnp.zeros((2, 16, 24, 1)).at[:, 4:10, 6:15].set(1.0)
+    return model, jax.jit(model.init)(jax.random.key(0), image, mask), image, mask
 
 
 @pytest.mark.parametrize("attention", ["efficient", "dense"])
-def test_tiny_framework_runs_on_a_non_square_input(attention):
-    model = _tiny_zoom().clone(attention=attention)
-    image = jnp.asarray(np.random.default_rng(5).uniform(size=(2, 16, 24, 3)), jnp.float32)
-    mask = jnp.zeros((2, 16, 24, 1)).at[:, 4:10, 6:15].set(1.0)
-    v = model.init(jax.random.key(0), image, mask)
+def test_tiny_framework_runs_on_a_non_square_input(tiny, attention):
+    model, v, image, mask = tiny
+    model = model.clone(attention=attention)
     out = jax.jit(lambda v, a, b: model.apply(v, a, b))(v, image, mask)
     assert out["coarse"].shape == (2, 16, 24, 3)
     assert out["sr"].shape == out["refine"].shape == (2, 32, 48, 3)
@@ -189,7 +189,7 @@ def test_tiny_framework_runs_on_a_non_square_input(attention):
         o, _ = model.apply({**v, "params": params}, image, mask, train=True, mutable=["batch_stats"])
         return jnp.mean(jnp.abs(o["refine"] - 0.5))
 
-    grads = jax.grad(loss)(v["params"])
+    grads = jax.jit(jax.grad(loss))(v["params"])
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
     assert float(jnp.abs(grads["coarse"]["enc1_0"]["gc"]["conv"]["kernel"]).sum()) > 0
 

@@ -583,6 +583,21 @@ def attention_values_efficient(
     return u.transpose(1, 0, 2, 3).reshape(b, nq, depth)[:, :n]
 
 
+# Compiled once per shape and setting: called eagerly (e.g. inside a Flax ``init``), the nested scans
+# would otherwise be re-traced op by op on every call; under an outer jit this is simply inlined.
+_attention_values_efficient_jit = jax.jit(
+    attention_values_efficient,
+    static_argnames=(
+        "rate",
+        "softmax_scale",
+        "query_block",
+        "key_block",
+        "skip_known",
+        "precision",
+    ),
+)
+
+
 def contextual_attention(
     features: jax.Array,
     mask: jax.Array,
@@ -627,7 +642,7 @@ def contextual_attention(
     if implementation != "efficient":
         raise ValueError(f"implementation must be 'efficient' or 'dense', got {implementation!r}")
     b, h, w, c = features.shape
-    u = attention_values_efficient(
+    u = _attention_values_efficient_jit(
         features,
         mask,
         rate=rate,

@@ -32,8 +32,8 @@ from hrinpaint_jax.ops.resize import resize_bicubic_tf
 
 TEST_SIZE = 256  # test.py's working resolution
 # Memory model of estimate_zoom_gb (GB, and GB per refinement megapixel).
-ZOOM_GB_BASE = 0.5
-ZOOM_GB_PER_REFINE_MPX = 1.5
+ZOOM_GB_BASE = 0.6
+ZOOM_GB_PER_REFINE_MPX = 1.05
 
 
 def pad_multiple(sr_scale: int = 2, attention_rate: int = 2) -> int:
