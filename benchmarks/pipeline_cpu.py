@@ -93,21 +93,23 @@ def ensure_weights(cache: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def make_inputs(size: int):
-    """Smooth-plus-noise uint8 RGB image and the centre-square uint8 mask (255 = hole)."""
+def make_inputs(height: int, width: int | None = None):
+    """Smooth-plus-noise uint8 RGB image (``height`` x ``width``, square by default) and the
+    centre-square uint8 mask (255 = hole)."""
     import numpy as np
 
     from hrinpaint_jax.masks import centre_square_mask
 
+    width = width or height
     rng = np.random.default_rng(0)
-    t = np.linspace(0.0, 1.0, size, dtype=np.float32)
-    y, x = t[:, None], t[None, :]
-    image = np.empty((size, size, 3), np.uint8)
+    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
+    x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
+    image = np.empty((height, width, 3), np.uint8)
     for c in range(3):  # per channel, in float32, to keep the inputs' own memory small
         smooth = 0.5 + 0.25 * np.sin(2 * np.pi * (c + 1) * x + 3 * y) + 0.2 * np.cos(7 * y - x)
-        noisy = smooth + 0.03 * rng.standard_normal((size, size), dtype=np.float32)
+        noisy = smooth + 0.03 * rng.standard_normal((height, width), dtype=np.float32)
         image[..., c] = np.clip(noisy * 255.0 + 0.5, 0, 255)
-    mask = (centre_square_mask(size, size) * 255).astype(np.uint8)
+    mask = (centre_square_mask(height, width) * 255).astype(np.uint8)
     return image, mask
 
 

@@ -34,6 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from forward_cpu import markdown, wait_idle  # noqa: E402
+from pipeline_cpu import make_inputs  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CASES = ["256", "512", "1024"]
@@ -72,24 +73,6 @@ def ensure_weights(cache: str) -> str:
     convert_fixture_weights(Path(cache), find_fixtures(), log=lambda m: None)
     print(f"converted the fixture checkpoints into {cache}", file=sys.stderr)
     return target
-
-
-def make_inputs(height: int, width: int):
-    """Smooth-plus-noise uint8 RGB image and the centred-square uint8 mask (255 = hole)."""
-    import numpy as np
-
-    from hrinpaint_jax.masks import centre_square_mask
-
-    rng = np.random.default_rng(0)
-    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
-    x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
-    image = np.empty((height, width, 3), np.uint8)
-    for c in range(3):
-        smooth = 0.5 + 0.25 * np.sin(2 * np.pi * (c + 1) * x + 3 * y) + 0.2 * np.cos(7 * y - x)
-        noisy = smooth + 0.03 * rng.standard_normal((height, width), dtype=np.float32)
-        image[..., c] = np.clip(noisy * 255.0 + 0.5, 0, 255)
-    mask = (centre_square_mask(height, width) * 255).astype(np.uint8)
-    return image, mask
 
 
 def run_child(args) -> dict:

@@ -8,9 +8,7 @@ pictures show that the machinery runs end to end, not what a trained model paint
 
 from __future__ import annotations
 
-import gzip
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,12 +27,6 @@ def load_sample(name: str = "astronaut.png", folder: Path = SAMPLES) -> np.ndarr
         return np.asarray(im.convert("RGB"))
 
 
-def _gunzip(src: Path, dst: Path) -> Path:
-    with gzip.open(src, "rb") as f, open(dst, "wb") as g:
-        shutil.copyfileobj(f, g)
-    return dst
-
-
 def convert_fixture_weights(
     out_dir: Path, fixtures: Path, log: Callable[[str], None], zoom: bool = True
 ) -> Path:
@@ -42,6 +34,7 @@ def convert_fixture_weights(
     the Zoom-to-Inpaint TF checkpoint into ``out_dir/zoom``."""
     from convert_weights import TABLES
     from hrinpaint_jax.conversion import convert_checkpoint
+    from hrinpaint_jax.fixtures import gunzip, unpack_zti_checkpoint
 
     indent = lambda m: log("   " + m)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,14 +42,12 @@ def convert_fixture_weights(
             ("dfnet", "dfnet_random.pth.gz"),
             ("shift_refine", "refinement_random.pth.gz"),
         ):
-            pth = _gunzip(fixtures / src, Path(tmp) / src[:-3])
+            pth = gunzip(fixtures / src, Path(tmp) / src[:-3])
             convert_checkpoint(pth, out_dir / name, TABLES, model=name, overwrite=True, log=indent)
-        if zoom:  # the data file is stored gzip-compressed; the index must sit beside it
-            ckpt = fixtures / "zti" / "ckpt"
-            shutil.copyfile(ckpt / "ckpt-1.index", Path(tmp) / "ckpt-1.index")
-            _gunzip(ckpt / "ckpt-1.data-00000-of-00001.gz", Path(tmp) / "ckpt-1.data-00000-of-00001")
+        if zoom:
+            prefix = unpack_zti_checkpoint(fixtures, tmp)
             convert_checkpoint(
-                Path(tmp) / "ckpt-1", out_dir / "zoom", TABLES, model="zoom", overwrite=True, log=indent
+                prefix, out_dir / "zoom", TABLES, model="zoom", overwrite=True, log=indent
             )
     return out_dir
 

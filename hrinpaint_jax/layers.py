@@ -69,6 +69,35 @@ class SameConv(nn.Module):
         )(x)
 
 
+def batch_moments(x: jax.Array, axis_name: str | None) -> tuple[jax.Array, jax.Array, Any]:
+    """Per-channel mean and **biased** variance of ``x`` over all axes but the last, in float32,
+    averaged over the ``pmap`` axis ``axis_name`` when given (synchronised BatchNorm).
+
+    Two-pass variance around the global mean (more stable than E[x^2] - E[x]^2, same value).
+    Returns (mean, var, count) with ``count`` the number of values per channel over all devices.
+    """
+    x32 = x.astype(jnp.float32)
+    axes = tuple(range(x.ndim - 1))
+    count = x32.size // x.shape[-1]
+    mean = jnp.mean(x32, axis=axes)
+    if axis_name is not None:
+        mean = lax.pmean(mean, axis_name)
+        count = count * lax.psum(1, axis_name)
+    var = jnp.mean(jnp.square(x32 - mean), axis=axes)
+    if axis_name is not None:
+        var = lax.pmean(var, axis_name)
+    return mean, var, count
+
+
+def batch_normalize(x, scale, bias, mean, var, epsilon: float, dtype) -> jax.Array:
+    """``x * (scale * rsqrt(var + eps)) + (bias - mean * scale * rsqrt(var + eps))`` in ``dtype``
+    (the operation order of both references' inference BatchNorm)."""
+    mul = scale * lax.rsqrt(var + epsilon)
+    add = bias - mean * mul
+    dtype = dtype or x.dtype
+    return x * mul.astype(dtype) + add.astype(dtype)
+
+
 class TorchBatchNorm(nn.Module):
     """BatchNorm over N, H, W with PyTorch ``BatchNorm2d`` semantics.
 
@@ -101,26 +130,13 @@ class TorchBatchNorm(nn.Module):
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
-            x32 = x.astype(jnp.float32)
-            axes = tuple(range(x.ndim - 1))
-            count = x32.size // features
-            mean = jnp.mean(x32, axis=axes)
-            if self.axis_name is not None:
-                mean = lax.pmean(mean, self.axis_name)
-                count = count * lax.psum(1, self.axis_name)
-            # Two-pass variance around the global mean (more stable than E[x^2] - E[x]^2).
-            var = jnp.mean(jnp.square(x32 - mean), axis=axes)
-            if self.axis_name is not None:
-                var = lax.pmean(var, self.axis_name)
+            mean, var, count = batch_moments(x, self.axis_name)
             if not self.is_initializing():
                 unbiased = var * (count / max(count - 1, 1))
                 ra_mean.value = (1.0 - self.momentum) * ra_mean.value + self.momentum * mean
                 ra_var.value = (1.0 - self.momentum) * ra_var.value + self.momentum * unbiased
 
-        mul = scale * lax.rsqrt(var + self.epsilon)
-        add = bias - mean * mul
-        dtype = self.dtype or x.dtype
-        return x * mul.astype(dtype) + add.astype(dtype)
+        return batch_normalize(x, scale, bias, mean, var, self.epsilon, self.dtype)
 
 
 class EncoderBlock(nn.Module):
@@ -264,25 +280,14 @@ class KerasBatchNorm(nn.Module):
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
-            x32 = x.astype(jnp.float32)
-            axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(x32, axis=axes)
-            if self.axis_name is not None:
-                mean = lax.pmean(mean, self.axis_name)
-            # Two-pass biased variance around the global mean (Keras' SyncBatchNormalization uses
-            # E[x^2] - E[x]^2; same value, better conditioned).
-            var = jnp.mean(jnp.square(x32 - mean), axis=axes)
-            if self.axis_name is not None:
-                var = lax.pmean(var, self.axis_name)
+            # Keras' SyncBatchNormalization uses E[x^2] - E[x]^2: same value as the two-pass one.
+            mean, var, _ = batch_moments(x, self.axis_name)
             if not self.is_initializing():
                 decay = 1.0 - self.momentum
                 ra_mean.value = ra_mean.value - (ra_mean.value - lax.stop_gradient(mean)) * decay
                 ra_var.value = ra_var.value - (ra_var.value - lax.stop_gradient(var)) * decay
 
-        mul = scale * lax.rsqrt(var + self.epsilon)
-        add = bias - mean * mul
-        dtype = self.dtype or x.dtype
-        return x * mul.astype(dtype) + add.astype(dtype)
+        return batch_normalize(x, scale, bias, mean, var, self.epsilon, self.dtype)
 
 
 class GatedConv(nn.Module):

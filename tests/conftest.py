@@ -1,8 +1,6 @@
 """Test setup: 4 fake CPU devices (set before jax is imported) and the shared parity fixtures."""
 
-import gzip
 import os
-import shutil
 from pathlib import Path
 
 # pmap tests need several devices; on CPU XLA fakes them. Must run before jax is imported.
@@ -28,16 +26,12 @@ def fixtures_dir() -> Path:
     return find_fixtures()
 
 
-def _gunzip(src: Path, dst: Path) -> Path:
-    with gzip.open(src, "rb") as f, open(dst, "wb") as g:
-        shutil.copyfileobj(f, g)
-    return dst
-
-
 @pytest.fixture(scope="session")
 def dfnet_pth(fixtures_dir, tmp_path_factory) -> Path:
     """The fixture DFNet checkpoint (bare state_dict), decompressed to a temporary file."""
-    return _gunzip(
+    from hrinpaint_jax.fixtures import gunzip
+
+    return gunzip(
         fixtures_dir / "dfnet_random.pth.gz", tmp_path_factory.mktemp("pth") / "dfnet_random.pth"
     )
 
@@ -45,7 +39,9 @@ def dfnet_pth(fixtures_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def refinement_pth(fixtures_dir, tmp_path_factory) -> Path:
     """The fixture refinement checkpoint ({'state_dict': ...} wrapper), decompressed."""
-    return _gunzip(
+    from hrinpaint_jax.fixtures import gunzip
+
+    return gunzip(
         fixtures_dir / "refinement_random.pth.gz",
         tmp_path_factory.mktemp("pth") / "refinement_random.pth",
     )
@@ -80,12 +76,9 @@ def zti_ckpt(fixtures_dir, tmp_path_factory) -> Path:
     """The Zoom-to-Inpaint fixture checkpoint, data file decompressed beside its index.
 
     Returns the checkpoint prefix (``.../ckpt-1``)."""
-    src = fixtures_dir / "zti" / "ckpt"
-    dst = tmp_path_factory.mktemp("zti_ckpt")
-    shutil.copyfile(src / "ckpt-1.index", dst / "ckpt-1.index")
-    shutil.copyfile(src / "checkpoint", dst / "checkpoint")
-    _gunzip(src / "ckpt-1.data-00000-of-00001.gz", dst / "ckpt-1.data-00000-of-00001")
-    return dst / "ckpt-1"
+    from hrinpaint_jax.fixtures import unpack_zti_checkpoint
+
+    return unpack_zti_checkpoint(fixtures_dir, tmp_path_factory.mktemp("zti_ckpt"))
 
 
 @pytest.fixture(scope="session")

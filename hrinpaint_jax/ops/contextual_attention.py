@@ -63,6 +63,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from hrinpaint_jax.ops import pixel_shuffle
+
 # Epsilons of the reference (REFERENCE.md 6.2 and 6.4).
 PATCH_NORM_EPS = 1e-9
 SOFTMAX_DENOM_EPS = 1e-9
@@ -104,10 +106,8 @@ def space_to_depth(x: jax.Array, rate: int) -> jax.Array:
     Returns:
       [B, N, r*r*c], N = (h/r)(w/r), row-major.
     """
-    b, h, w, c = x.shape
-    hs, ws = h // rate, w // rate
-    x = x.reshape(b, hs, rate, ws, rate, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, hs * ws, rate * rate * c)
+    v = pixel_shuffle.space_to_depth(x, rate)
+    return v.reshape(v.shape[0], v.shape[1] * v.shape[2], v.shape[3])
 
 
 def depth_to_space(u: jax.Array, grid: tuple[int, int], rate: int) -> jax.Array:
@@ -120,11 +120,7 @@ def depth_to_space(u: jax.Array, grid: tuple[int, int], rate: int) -> jax.Array:
     Returns:
       [B, h'*r, w'*r, c].
     """
-    b, n, depth = u.shape
-    hs, ws = grid
-    c = depth // (rate * rate)
-    u = u.reshape(b, hs, ws, rate, rate, c).transpose(0, 1, 3, 2, 4, 5)
-    return u.reshape(b, hs * rate, ws * rate, c)
+    return pixel_shuffle.depth_to_space(u.reshape(u.shape[0], *grid, u.shape[-1]), rate)
 
 
 def extract_patches(x: jax.Array) -> jax.Array:
