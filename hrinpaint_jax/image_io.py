@@ -302,6 +302,24 @@ def write_image(
     return path
 
 
+def save_png(path: str | os.PathLike, pixels: np.ndarray) -> Path:
+    """Writes a uint8 [H, W] / [H, W, C] array as PNG atomically (temporary file, then rename),
+    replacing an existing file only once the new one is complete."""
+    from PIL import Image
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
+    os.close(fd)
+    try:
+        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, "PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
 def _write_8bit(tmp: str, pixels: np.ndarray, image: LoadedImage, suffix: str) -> None:
     from PIL import Image
 

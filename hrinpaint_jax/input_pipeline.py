@@ -206,3 +206,196 @@ def prefetch_to_device(batches: Iterator[dict], size: int = 2, devices: Sequence
     from flax import jax_utils
 
     return jax_utils.prefetch_to_device(batches, size, devices)
+
+
+# ------------------------------------------------------------------------------------------------
+# Seed-000 refinement patches (REFERENCE.md 9.2)
+
+
+def valid_patch_corners(hole: np.ndarray, size: int, min_hole: float, max_hole: float) -> np.ndarray:
+    """[N, 2] (top, left) of every ``size`` x ``size`` window of ``hole`` ([H, W], 1 = hole) whose hole
+    fraction lies in ``[min_hole, max_hole]`` -- all windows at once from a summed-area table."""
+    h, w = hole.shape
+    if h < size or w < size:
+        raise ValueError(f"image {h}x{w} is smaller than the {size} patch")
+    sat = np.zeros((h + 1, w + 1), np.int64)
+    sat[1:, 1:] = np.cumsum(np.cumsum(hole > 0.5, axis=0), axis=1)
+    counts = sat[size:, size:] - sat[:-size, size:] - sat[size:, :-size] + sat[:-size, :-size]
+    frac = counts / float(size * size)
+    return np.argwhere((frac >= min_hole) & (frac <= max_hole))
+
+
+STAGE1_PARTS = ("image", "mask", "stage1")  # NAME.image.png, NAME.mask.png, NAME.stage1.png
+
+
+def stage1_examples(directory: str | os.PathLike) -> list[tuple[str, str, str]]:
+    """The (image, mask, stage1) PNG triplets of a precomputed stage-1 folder, sorted by name."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"stage-1 folder not found: {root}")
+    names = sorted(p.name[: -len(".image.png")] for p in root.glob("*.image.png"))
+    missing = [f"{n}.{part}.png" for n in names for part in STAGE1_PARTS[1:]
+               if not (root / f"{n}.{part}.png").is_file()]  # fmt: skip
+    if missing:
+        raise FileNotFoundError(f"stage-1 folder {root} lacks {', '.join(missing[:3])}")
+    if not names:
+        raise FileNotFoundError(f"no *.image.png in stage-1 folder {root}")
+    return [tuple(str(root / f"{n}.{part}.png") for part in STAGE1_PARTS) for n in names]
+
+
+def _stage1_host_batches(directory, cfg: DataConfig, *, start_step, num_devices, process_index,
+                         process_count):  # fmt: skip
+    """Endless batches {'image_hr', 'mask', 'stage1'} [D, P, S, S, C] of a precomputed folder."""
+    import jax
+    import tensorflow as tf
+
+    num_devices = num_devices or jax.local_device_count()
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    triplets = stage1_examples(directory)[process_index::process_count]
+    if not triplets:
+        raise FileNotFoundError(f"process {process_index} has no stage-1 examples in {directory}")
+    per_process = cfg.global_batch_size // process_count
+    if cfg.global_batch_size % (process_count * num_devices):
+        raise ValueError(f"global batch {cfg.global_batch_size} is not divisible by "
+                         f"{process_count} processes x {num_devices} devices")  # fmt: skip
+
+    def load(paths, seed):
+        image, mask, stage1 = (tf.image.convert_image_dtype(tf.io.decode_png(tf.io.read_file(paths[i]),
+                               channels=c), tf.float32) for i, c in enumerate((3, 1, 3)))  # fmt: skip
+        mask = tf.cast(mask > 0.5, tf.float32)
+        if cfg.flip:
+            flip = tf.random.stateless_uniform([], seed) < 0.5
+            image, mask, stage1 = (tf.cond(flip, lambda x=x: tf.reverse(x, [1]), lambda x=x: x)
+                                   for x in (image, mask, stage1))  # fmt: skip
+        return {"image_hr": image, "mask": mask, "stage1": stage1}
+
+    ds = tf.data.Dataset.from_tensor_slices(np.array(triplets)).repeat()
+    ds = ds.shuffle(min(len(triplets), cfg.shuffle_buffer), seed=cfg.seed + process_index)
+    seeds = tf.data.Dataset.random(seed=cfg.seed + 7919 * process_index).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds)).skip(start_step * per_process)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(per_process, drop_remainder=True).prefetch(2)
+    for batch in ds.as_numpy_iterator():
+        yield {k: v.reshape(num_devices, -1, *v.shape[1:]) for k, v in batch.items()}
+
+
+def refinement_batches(
+    cfg: DataConfig,
+    mask_sampler: MaskSampler | None = None,
+    *,
+    patch_size: int = 512,
+    hole_range: tuple[float, float] = (0.10, 0.90),
+    stage1_dir: str | None = None,
+    max_redraws: int = 20,
+    start_step: int = 0,
+    num_devices: int | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Host batches for training the shift refinement U-Net on patches of whole stage-1 results.
+
+    The paper precomputes stage 1 (DFNet + upscale) on whole images, then trains on random 512
+    crops of the 20-channel tensor whose hole covers 10 %..90 % (REFERENCE.md 9.2). Two sources:
+
+    * on the fly (``stage1_dir=None``): ``cfg.crop_size`` squares (``lr_scale`` 1) with masks from
+      ``mask_sampler``; stage 1 then runs on the device inside the train step
+      (``pipelines.two_stage.training_stage1``) with the frozen DFNet;
+    * precomputed (``stage1_dir``, written by ``precompute_stage1``): image, mask and stage-1 result
+      read from PNG triplets; the batch then also holds 'stage1'.
+
+    Either way a patch corner is drawn uniformly among the windows that pass the hole test (with
+    a sampler, the mask is redrawn when none does), and the 20 channels are built on the device
+    from the whole square's shifts (``pipelines.two_stage.refinement_patches``), so nothing of size
+    20 x S^2 crosses the host.
+
+    Yields 'image_hr', 'mask' (and 'stage1') [D, P, S, S, C] plus 'patch_top', 'patch_left'
+    [D, P] int32. Deterministic given the seed and the step; ``start_step`` resumes the stream.
+    """
+    if stage1_dir is None and mask_sampler is None:
+        raise ValueError("refinement batches need a mask_sampler or a precomputed stage1_dir")
+    if cfg.lr_scale != 1:
+        raise ValueError("refinement batches need DataConfig.lr_scale = 1 (no LR image)")
+    if cfg.crop_size < patch_size:
+        raise ValueError(f"crop_size {cfg.crop_size} is smaller than patch_size {patch_size}")
+    where = dict(start_step=start_step, num_devices=num_devices, process_index=process_index,
+                 process_count=process_count)  # fmt: skip
+    if stage1_dir is None:
+        batches = host_batches(cfg, mask_sampler, **where)
+    else:
+        batches = _stage1_host_batches(stage1_dir, cfg, **where)
+    lo, hi = hole_range
+    index = process_index if process_index is not None else _jax_process_index()
+    for step, batch in enumerate(batches, start_step):
+        masks = batch["mask"].reshape(-1, *batch["mask"].shape[2:])
+        rng = np.random.default_rng([cfg.seed, 104729, index, step])
+        corners = np.empty((masks.shape[0], 2), np.int32)
+        for i in range(masks.shape[0]):
+            for _ in range(max_redraws + 1):
+                valid = valid_patch_corners(masks[i, ..., 0], patch_size, lo, hi)
+                if len(valid):
+                    corners[i] = valid[rng.integers(len(valid))]
+                    break
+                if stage1_dir is not None:
+                    raise RuntimeError(f"a precomputed mask in {stage1_dir} has no {patch_size} "
+                                       f"window with hole fraction in [{lo}, {hi}]")  # fmt: skip
+                masks[i] = mask_sampler(step, 1, *masks.shape[1:3], rng)[0]
+            else:
+                raise RuntimeError(
+                    f"no {patch_size} window with hole fraction in [{lo}, {hi}] after "
+                    f"{max_redraws} mask redraws: check the mask sampler"
+                )
+        lead = batch["mask"].shape[:2]
+        batch["mask"] = masks.reshape(batch["mask"].shape)
+        batch["patch_top"] = corners[:, 0].reshape(lead)
+        batch["patch_left"] = corners[:, 1].reshape(lead)
+        yield batch
+
+
+def _jax_process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+def precompute_stage1(
+    dfnet_dir: str | os.PathLike,
+    cfg: DataConfig,
+    mask_sampler: MaskSampler,
+    out_dir: str | os.PathLike,
+    count: int,
+    *,
+    patch_size: int = 512,
+    hole_range: tuple[float, float] = (0.10, 0.90),
+    faithful: bool = False,
+) -> int:
+    """Writes ``count`` stage-1 examples (NAME.image/.mask/.stage1.png) of ``cfg.crop_size`` squares
+    for ``refinement_batches(stage1_dir=...)``: the paper's precomputed setup. Each mask has at least
+    one valid patch window. Files are written atomically; existing examples are kept (resumable).
+    Returns the number of examples written."""
+    import jax
+
+    from hrinpaint_jax.checkpoints import load_pretrained
+    from hrinpaint_jax.image_io import save_png
+    from hrinpaint_jax.pipelines.two_stage import training_stage1
+
+    dfnet, variables, _ = load_pretrained(dfnet_dir)
+    stage1 = jax.jit(lambda v, im, m: training_stage1(dfnet, v, im, m, faithful=faithful))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    one = dataclasses.replace(cfg, global_batch_size=1)
+    batches = refinement_batches(one, mask_sampler, patch_size=patch_size, hole_range=hole_range,
+                                 num_devices=1, process_index=0, process_count=1)  # fmt: skip
+    written = 0
+    for i in range(count):
+        batch = next(batches)
+        name = f"{i:06d}"
+        if all((out / f"{name}.{part}.png").is_file() for part in STAGE1_PARTS):
+            continue
+        image, mask = batch["image_hr"][0], batch["mask"][0]
+        result = np.asarray(stage1(variables, image, mask))[0]
+        for part, array in zip(STAGE1_PARTS, (image[0], mask[0, ..., 0], result), strict=True):
+            pixels = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+            save_png(out / f"{name}.{part}.png", pixels)
+        written += 1
+    return written

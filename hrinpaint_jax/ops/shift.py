@@ -64,3 +64,39 @@ def shift_refine_input(matched: jax.Array, hole: jax.Array, shift: int) -> jax.A
         channels.append(_shift(matched, signed, axis, SHIFT_IMAGE_FILL))
         channels.append(_shift(hole, signed, axis, 1.0))
     return jnp.concatenate(channels, axis=-1)
+
+
+def shift_refine_patch(
+    matched: jax.Array, hole: jax.Array, shift: int, top: jax.Array, left: jax.Array, size: int
+) -> jax.Array:
+    """One ``size`` x ``size`` window of ``shift_refine_input`` computed without the full tensor.
+
+    Seed-000 trains on 512 crops of the 20-channel stage-1 tensor of a larger image (REFERENCE.md
+    9.2); the shifts are those of the *whole* image. Padding by ``shift`` with the vacated-band fills
+    and slicing five windows gives exactly the crop of the full computation, with memory for the
+    patch only.
+
+    Args:
+      matched: [H, W, 3] (one example; vmap for batches).
+      hole: [H, W, 1], 1 = hole.
+      shift: pixels of the whole-image shift (``reference_shift(H)``).
+      top, left: traced int32 window corner, ``0 <= top <= H - size``.
+      size: window side.
+    Returns:
+      [size, size, 19], equal to ``shift_refine_input(matched[None], hole[None], shift)[0]``
+      cropped to the window.
+    """
+    hole = hole.astype(matched.dtype)
+    pad = ((shift, shift), (shift, shift), (0, 0))
+    image = jnp.pad(matched, pad, constant_values=SHIFT_IMAGE_FILL)
+    holes = jnp.pad(hole, pad, constant_values=1.0)
+
+    def window(x, dy, dx):
+        start = (top + shift + dy, left + shift + dx, 0)
+        return jax.lax.dynamic_slice(x, start, (size, size, x.shape[-1]))
+
+    channels = [window(image, 0, 0)]
+    # Shifted up (out[y] = in[y + s]), down, right (out[x] = in[x - s]), left.
+    for dy, dx in ((shift, 0), (-shift, 0), (0, -shift), (0, shift)):
+        channels += [window(image, dy, dx), window(holes, dy, dx)]
+    return jnp.concatenate(channels, axis=-1)

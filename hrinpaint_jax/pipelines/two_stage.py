@@ -46,7 +46,7 @@ from hrinpaint_jax.ops.resize import (
     resize_bilinear_cv2_u8,
     resize_bilinear_torch,
 )
-from hrinpaint_jax.ops.shift import reference_shift, shift_refine_input
+from hrinpaint_jax.ops.shift import reference_shift, shift_refine_input, shift_refine_patch
 
 logger = logging.getLogger(__name__)
 
@@ -422,6 +422,50 @@ def refine_stage(
     out = to_uint8(refine.apply(variables, inputs, hole, train=False, window=window)[0])
     # Outside the window (all known pixels) the network returns the matched image.
     return jax.lax.dynamic_update_slice(matched_u8, out, (top, left, 0))
+
+
+def training_stage1(dfnet, variables, images, holes, *, faithful: bool = False):
+    """Stage 1 for training the refinement U-Net (seed-000, REFERENCE.md 9.2): the frozen DFNet's
+    fill, upscaled, in the hole of each image; known pixels kept. Traceable (use inside a jit).
+
+    Args:
+      images: [B, S, S, 3] in [0, 1], S a multiple of 256 (DFNet sees a 512 resize).
+      holes: [B, S, S, 1], 1 = hole.
+      faithful: the test.py path (nearest-sampled hole, uint8 truncation, OpenCV uint8 bilinear) or
+        the fixed one (see the module docstring); use the one you will run at test time.
+    Returns:
+      [B, S, S, 3] float32 "matched" images (what the refinement stage shifts).
+    """
+    image_u8 = jnp.round(jnp.clip(images, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+    mask_u8 = jnp.where(holes[..., 0] > 0.5, 255, 0).astype(jnp.uint8)
+
+    def one(image, mask):
+        return stage1_upscaled(dfnet, variables, image, mask, faithful=faithful)[0]
+
+    upscaled = jax.vmap(one)(image_u8, mask_u8).astype(jnp.float32)
+    if faithful:
+        upscaled = upscaled / 255.0  # the OpenCV path works on uint8
+    return jnp.where(holes > 0.5, upscaled, images)
+
+
+def refinement_patches(matched, holes, images, top, left, *, size: int):
+    """Cuts the training patches out of whole stage-1 results, shifts taken on the whole image.
+
+    Args:
+      matched, holes, images: [B, S, S, C] whole-image stage-1 results, holes (1 = hole), targets.
+      top, left: [B] int32 patch corners.
+      size: patch side (512 in the paper).
+    Returns:
+      (inputs [B, size, size, 19], hole [B, size, size, 1], target [B, size, size, 3]).
+    """
+    shift = reference_shift(matched.shape[1])
+
+    def one(m, h, im, top_, left_):
+        x = shift_refine_patch(m, h, shift, top_, left_, size)
+        crop = jax.lax.dynamic_slice(jnp.concatenate([h, im], -1), (top_, left_, 0), (size, size, 4))
+        return x, crop[..., :1], crop[..., 1:]
+
+    return jax.vmap(one)(matched, holes.astype(matched.dtype), images, top, left)
 
 
 @functools.partial(jax.jit, static_argnames=("refine", "size"))
