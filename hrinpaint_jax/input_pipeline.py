@@ -81,34 +81,75 @@ def _load_rgb(path: bytes) -> np.ndarray:
         return np.zeros((0, 0, 3), np.uint8)
 
 
-def image_dataset(cfg: DataConfig, process_index: int = 0, process_count: int = 1):
-    """An endless, shuffled ``tf.data.Dataset`` of uint8 [H, W, 3] images for this process."""
+def _header_ok(path: str) -> bool:
+    """Cheap up-front check (the header only) so that unreadable files leave the stream before it is
+    cut into batches; a file that fails later, while decoding, is skipped there (with a warning)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path):
+            return True
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
+        logger.warning("skipping unreadable training image %s: %s", path, e)
+        return False
+
+
+def _process_slice(ds, global_batch: int, process_index: int, process_count: int):
+    """Keeps this process's share of every global batch of a *global* example stream: element i
+    goes to process ``(i % global_batch) // per_process``, so the examples of a step (and their
+    order across devices) are the same whatever the number of processes."""
     import tensorflow as tf
 
+    per_process = global_batch // process_count
+    ds = ds.enumerate().filter(lambda i, _: tf.equal((i % global_batch) // per_process, process_index))
+    return ds.map(lambda _, x: x)
+
+
+def image_dataset(cfg: DataConfig, process_index: int = 0, process_count: int = 1, start_step: int = 0):
+    """An endless ``tf.data.Dataset`` of (uint8 [H, W, 3] image, crop seed [2]) for this process.
+
+    Folder and bundled samples: one global stream (a fresh seeded permutation of the files per
+    epoch, a crop seed per element) cut into global batches, of which each process keeps its slice
+    before decoding; ``start_step`` skips whole global batches of file names (cheap), so a resumed
+    run continues the exact stream and the data do not depend on the process layout. TFDS: each
+    process reads its own shard (``tfds.split_for_jax_process``), shuffled after decoding; a resume
+    reseeds the stream with the start step (deterministic, but not the uninterrupted stream).
+    """
+    import tensorflow as tf
+
+    seeds = tf.data.Dataset.random(seed=cfg.seed).batch(2)
     if cfg.source.startswith("tfds:"):
         import tensorflow_datasets as tfds
 
         name = cfg.source[len("tfds:") :]
         split = tfds.split_for_jax_process(cfg.split, process_index=process_index,
                                            process_count=process_count)  # fmt: skip
+        seed = cfg.seed + 7919 * process_index + 104729 * start_step
         ds = tfds.load(name, split=split, data_dir=cfg.data_dir, shuffle_files=True,
-                       read_config=tfds.ReadConfig(shuffle_seed=cfg.seed))  # fmt: skip
+                       read_config=tfds.ReadConfig(shuffle_seed=seed))  # fmt: skip
         key = TFDS_IMAGE_KEY.get(name.split("/")[0], "image")
         ds = ds.map(lambda ex: ex[key], num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        folder = SAMPLES if cfg.source == "samples" else cfg.source[len("folder:") :]
-        files = list_images(folder)[process_index::process_count]
-        if not files:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=cfg.seed)
-        ds = ds.map(
-            lambda p: tf.numpy_function(_load_rgb, [p], tf.uint8, stateful=False),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
+        ds = ds.repeat().shuffle(cfg.shuffle_buffer, seed=seed)
+        return tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
+    folder = SAMPLES if cfg.source == "samples" else cfg.source[len("folder:") :]
+    if cfg.source != "samples" and not cfg.source.startswith("folder:"):
+        raise ValueError(
+            f"unknown data source {cfg.source!r}: use 'tfds:NAME', 'folder:PATH' or 'samples'"
         )
-        ds = ds.map(lambda im: tf.ensure_shape(im, [None, None, 3]))
-        ds = ds.filter(lambda im: tf.size(im) > 0)
-    return ds.repeat().shuffle(cfg.shuffle_buffer, seed=cfg.seed + process_index)
+    files = [f for f in list_images(folder) if _header_ok(f)]
+    if not files:
+        raise FileNotFoundError(f"no readable images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    paths = tf.data.Dataset.from_tensor_slices(files)
+    paths = paths.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True).repeat()
+    ds = tf.data.Dataset.zip((paths, seeds)).skip(start_step * cfg.global_batch_size)
+    ds = _process_slice(ds, cfg.global_batch_size, process_index, process_count)
+
+    def decode(path, seed):
+        image = tf.numpy_function(_load_rgb, [path], tf.uint8, stateful=False)
+        return tf.ensure_shape(image, [None, None, 3]), seed
+
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.filter(lambda im, _: tf.size(im) > 0)
 
 
 def crop_pair(image, cfg: DataConfig, seed):
@@ -145,15 +186,33 @@ def crop_pair(image, cfg: DataConfig, seed):
     return out
 
 
-def crop_dataset(cfg: DataConfig, process_index: int = 0, process_count: int = 1):
+def crop_dataset(cfg: DataConfig, process_index: int = 0, process_count: int = 1, start_step: int = 0):
     """``image_dataset`` -> per-example {'image_hr', 'image_lr'} float32, deterministic per seed."""
     import tensorflow as tf
 
-    ds = image_dataset(cfg, process_index, process_count)
-    seeds = tf.data.Dataset.random(seed=cfg.seed + 7919 * process_index).batch(2)
-    ds = tf.data.Dataset.zip((ds, seeds))
+    ds = image_dataset(cfg, process_index, process_count, start_step)
     return ds.map(lambda im, s: crop_pair(im, cfg, s), num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=True)  # fmt: skip
+
+
+def _layout(cfg: DataConfig, num_devices, process_index, process_count) -> tuple[int, int, int, int]:
+    import jax
+
+    num_devices = num_devices or jax.local_device_count()
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    if cfg.global_batch_size % (process_count * num_devices):
+        raise ValueError(
+            f"global batch {cfg.global_batch_size} is not divisible by "
+            f"{process_count} processes x {num_devices} devices"
+        )
+    return num_devices, process_index, process_count, cfg.global_batch_size // process_count
+
+
+def example_rng(seed: int, stream: int, step: int, index: int) -> np.random.Generator:
+    """The host-side generator of one example (global ``index`` in its step): the same draws
+    whatever the process layout, and a resumed run redraws exactly what it would have drawn."""
+    return np.random.default_rng([seed, stream, step, index])
 
 
 def host_batches(
@@ -169,30 +228,24 @@ def host_batches(
 
     Keys: 'image_hr' [D, P, S, S, 3]; with ``lr_scale > 1`` 'image_lr' [D, P, S/s, S/s, 3]; with a
     ``mask_sampler`` 'mask' at the LR (else HR) size and, with an LR image, 'mask_hr' (its nearest
-    x s upscale, REFERENCE 8.3). Masks are drawn for ``step = start_step, start_step + 1, ...`` from
-    a generator seeded by (seed, process, step), so a resumed run draws the same masks.
+    x s upscale, REFERENCE 8.3). Each example's mask comes from ``example_rng(seed, 0, step,
+    global index)``, so masks do not depend on the process layout and a resumed run draws the same.
     """
-    import jax
-
-    num_devices = num_devices or jax.local_device_count()
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
-    per_process = cfg.global_batch_size // process_count
-    if cfg.global_batch_size % (process_count * num_devices):
-        raise ValueError(
-            f"global batch {cfg.global_batch_size} is not divisible by "
-            f"{process_count} processes x {num_devices} devices"
-        )
+    num_devices, process_index, process_count, per_process = _layout(
+        cfg, num_devices, process_index, process_count
+    )
     per_device = per_process // num_devices
-    ds = crop_dataset(cfg, process_index, process_count).batch(per_process, drop_remainder=True)
-    ds = ds.prefetch(2)
+    ds = crop_dataset(cfg, process_index, process_count, start_step)
+    ds = ds.batch(per_process, drop_remainder=True).prefetch(2)
     step = start_step
     for batch in ds.as_numpy_iterator():
         out = {k: v.reshape(num_devices, per_device, *v.shape[1:]) for k, v in batch.items()}
         if mask_sampler is not None:
-            rng = np.random.default_rng([cfg.seed, process_index, step])
             ref = out.get("image_lr", out["image_hr"])
-            masks = mask_sampler(step, per_process, ref.shape[2], ref.shape[3], rng)
+            first = step * cfg.global_batch_size + process_index * per_process
+            h, w = ref.shape[2:4]
+            rngs = [example_rng(cfg.seed, 0, step, first + i) for i in range(per_process)]
+            masks = np.concatenate([mask_sampler(step, 1, h, w, rng) for rng in rngs])
             out["mask"] = masks.reshape(num_devices, per_device, *masks.shape[1:])
             if "image_lr" in out:
                 s = cfg.lr_scale
@@ -245,20 +298,14 @@ def stage1_examples(directory: str | os.PathLike) -> list[tuple[str, str, str]]:
 
 def _stage1_host_batches(directory, cfg: DataConfig, *, start_step, num_devices, process_index,
                          process_count):  # fmt: skip
-    """Endless batches {'image_hr', 'mask', 'stage1'} [D, P, S, S, C] of a precomputed folder."""
-    import jax
+    """Endless batches {'image_hr', 'mask', 'stage1'} [D, P, S, S, C] of a precomputed folder, from
+    one global stream sliced per process (as ``image_dataset`` does for folders)."""
     import tensorflow as tf
 
-    num_devices = num_devices or jax.local_device_count()
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
-    triplets = stage1_examples(directory)[process_index::process_count]
-    if not triplets:
-        raise FileNotFoundError(f"process {process_index} has no stage-1 examples in {directory}")
-    per_process = cfg.global_batch_size // process_count
-    if cfg.global_batch_size % (process_count * num_devices):
-        raise ValueError(f"global batch {cfg.global_batch_size} is not divisible by "
-                         f"{process_count} processes x {num_devices} devices")  # fmt: skip
+    num_devices, process_index, process_count, per_process = _layout(
+        cfg, num_devices, process_index, process_count
+    )
+    triplets = stage1_examples(directory)
 
     def load(paths, seed):
         image, mask, stage1 = (tf.image.convert_image_dtype(tf.io.decode_png(tf.io.read_file(paths[i]),
@@ -270,10 +317,11 @@ def _stage1_host_batches(directory, cfg: DataConfig, *, start_step, num_devices,
                                    for x in (image, mask, stage1))  # fmt: skip
         return {"image_hr": image, "mask": mask, "stage1": stage1}
 
-    ds = tf.data.Dataset.from_tensor_slices(np.array(triplets)).repeat()
-    ds = ds.shuffle(min(len(triplets), cfg.shuffle_buffer), seed=cfg.seed + process_index)
-    seeds = tf.data.Dataset.random(seed=cfg.seed + 7919 * process_index).batch(2)
-    ds = tf.data.Dataset.zip((ds, seeds)).skip(start_step * per_process)
+    ds = tf.data.Dataset.from_tensor_slices(np.array(triplets))
+    ds = ds.shuffle(len(triplets), seed=cfg.seed, reshuffle_each_iteration=True).repeat()
+    seeds = tf.data.Dataset.random(seed=cfg.seed).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds)).skip(start_step * cfg.global_batch_size)
+    ds = _process_slice(ds, cfg.global_batch_size, process_index, process_count)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(per_process, drop_remainder=True).prefetch(2)
     for batch in ds.as_numpy_iterator():
@@ -324,13 +372,14 @@ def refinement_batches(
         batches = host_batches(cfg, mask_sampler, **where)
     else:
         batches = _stage1_host_batches(stage1_dir, cfg, **where)
+    _, index, count, per_process = _layout(cfg, num_devices, process_index, process_count)
     lo, hi = hole_range
-    index = process_index if process_index is not None else _jax_process_index()
     for step, batch in enumerate(batches, start_step):
         masks = batch["mask"].reshape(-1, *batch["mask"].shape[2:])
-        rng = np.random.default_rng([cfg.seed, 104729, index, step])
+        first = step * cfg.global_batch_size + index * per_process
         corners = np.empty((masks.shape[0], 2), np.int32)
         for i in range(masks.shape[0]):
+            rng = example_rng(cfg.seed, 1, step, first + i)
             for _ in range(max_redraws + 1):
                 valid = valid_patch_corners(masks[i, ..., 0], patch_size, lo, hi)
                 if len(valid):
@@ -350,12 +399,6 @@ def refinement_batches(
         batch["patch_top"] = corners[:, 0].reshape(lead)
         batch["patch_left"] = corners[:, 1].reshape(lead)
         yield batch
-
-
-def _jax_process_index() -> int:
-    import jax
-
-    return jax.process_index()
 
 
 def precompute_stage1(

@@ -72,18 +72,25 @@ def test_deterministic_for_a_seed(folder):
     np.testing.assert_array_equal(resumed["mask"], fifth["mask"])
 
 
-def test_processes_read_disjoint_shards(folder):
+def test_batches_do_not_depend_on_the_process_layout(folder):
+    """Two processes x 1 device see exactly the halves of the 1-process x 2-device batches
+    (images, crops, flips and masks), at the start and after a resume."""
     cfg = DataConfig(source=f"folder:{folder}", crop_size=32, global_batch_size=4, shuffle_buffer=4)
-    p0 = first(cfg, num_devices=1, process_index=0, process_count=2)
-    p1 = first(cfg, num_devices=1, process_index=1, process_count=2)
-    assert p0["image_hr"].shape == (1, 2, 32, 32, 3)  # 4 images over 2 processes
-    assert not np.array_equal(p0["image_hr"], p1["image_hr"])
+    for start in (0, 3):
+        kw = dict(mask_sampler=speckle_masks, start_step=start)
+        whole = first(cfg, num_devices=2, process_index=0, process_count=1, **kw)
+        p0 = first(cfg, num_devices=1, process_index=0, process_count=2, **kw)
+        p1 = first(cfg, num_devices=1, process_index=1, process_count=2, **kw)
+        assert p0["image_hr"].shape == (1, 2, 32, 32, 3)  # 4 images over 2 processes
+        for key in whole:
+            np.testing.assert_array_equal(np.concatenate([p0[key], p1[key]]), whole[key])
+        assert not np.array_equal(p0["image_hr"], p1["image_hr"])
 
 
 def test_bad_batch_split_and_empty_folder(tmp_path):
     with pytest.raises(ValueError, match="not divisible"):
         first(DataConfig(source="samples", global_batch_size=6), num_devices=4)
-    with pytest.raises(FileNotFoundError, match="no images"):
+    with pytest.raises(FileNotFoundError, match="no readable images"):
         first(DataConfig(source=f"folder:{tmp_path}", global_batch_size=2))
 
 
