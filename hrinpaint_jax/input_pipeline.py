@@ -255,10 +255,13 @@ def host_batches(
 
 
 def prefetch_to_device(batches: Iterator[dict], size: int = 2, devices: Sequence | None = None):
-    """Puts host batches on the local devices ahead of time (``flax.jax_utils.prefetch_to_device``)."""
+    """Puts host batches on the local devices ahead of time (``flax.jax_utils.prefetch_to_device``),
+    sharded over the ``pmap`` axis name used for the train states."""
     from flax import jax_utils
 
-    return jax_utils.prefetch_to_device(batches, size, devices)
+    from hrinpaint_jax.parallel import AXIS
+
+    return jax_utils.prefetch_to_device(batches, size, devices, axis_name=AXIS)
 
 
 # ------------------------------------------------------------------------------------------------

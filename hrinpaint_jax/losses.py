@@ -150,10 +150,12 @@ def zti_vgg_input(x: jax.Array, size: int = 224) -> jax.Array:
     return resize_bilinear_tf(bgr, (size, size), antialias=True)
 
 
-def vgg_loss_per_sample(x: jax.Array, y: jax.Array, features: Callable) -> jax.Array:
+def vgg_loss_per_sample(x: jax.Array, y: jax.Array, features: Callable, size: int = 224) -> jax.Array:
     """Per-sample mean ``|phi(x) - phi(y)|`` of VGG19 ``block4_conv1`` (after ReLU) on the
-    preprocessed 224 x 224 inputs. ``features`` maps the ``zti_vgg_input`` to that activation."""
-    return _per_sample_mean(jnp.abs(features(zti_vgg_input(x)) - features(zti_vgg_input(y))))
+    preprocessed ``size`` x ``size`` inputs (224 in the reference). ``features`` maps the
+    ``zti_vgg_input`` to that activation."""
+    phi = lambda z: features(zti_vgg_input(z, size))  # noqa: E731
+    return _per_sample_mean(jnp.abs(phi(x) - phi(y)))
 
 
 def hinge_d_per_sample(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
@@ -175,6 +177,7 @@ def zti_generator_loss(
     fake_logits: jax.Array | None,
     features: Callable,
     weights: Mapping[str, float] = ZTI_WEIGHTS,
+    vgg_size: int = 224,
 ) -> dict[str, jax.Array]:
     """The joint-training generator loss of Zoom-to-Inpaint (per-sample values, batch-averaged).
 
@@ -189,11 +192,11 @@ def zti_generator_loss(
     composite = zti_composite(outputs["refine"], label_hr, outputs["mask_hr"])
     terms = {
         "coarse_l1": l1_per_sample(outputs["coarse"], label_lr),
-        "coarse_vgg": vgg_loss_per_sample(outputs["coarse"], label_lr, features),
+        "coarse_vgg": vgg_loss_per_sample(outputs["coarse"], label_lr, features, vgg_size),
         "sr_l1": l1_per_sample(outputs["sr"], label_hr),  # whole image, no masking
         "refine_l1": l1_per_sample(composite, label_hr),
         "refine_grad": gradient_loss_per_sample(composite, label_hr),
-        "refine_vgg": vgg_loss_per_sample(composite, label_hr, features),
+        "refine_vgg": vgg_loss_per_sample(composite, label_hr, features, vgg_size),
     }
     if fake_logits is not None:
         terms["refine_gan"] = hinge_g_per_sample(fake_logits)
