@@ -2,23 +2,15 @@
 export, NaN stop, multi-host (2 processes x 2 CPU devices == 1 process x 4 devices)."""
 
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import jax_utils, traverse_util
 
 from configs import tiny
 from hrinpaint_jax import parallel, train_lib
-from hrinpaint_jax.tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,7 +91,7 @@ def test_pmap_step_equals_one_device_with_the_whole_batch(caplog):
         devices = jax.local_devices()[:n]
         step = jax.pmap(task.train_step, axis_name=parallel.AXIS, devices=devices)
         put = lambda t, d=devices: jax_utils.replicate(t, d, axis_name=parallel.AXIS)  # noqa: E731
-        local = jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[2:]), batch)
+        local = jax.tree.map(lambda x, n=n: x.reshape(n, -1, *x.shape[2:]), batch)
         new, metrics = step(put(states), put(frozen), local, put(rng))
         assert parallel.replicas_identical({k: s.params for k, s in new.items()})
         results[n] = jax.device_get((parallel.unreplicate(new), parallel.unreplicate(metrics)))
