@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench clean test-gimp
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+## test-gimp: the GIMP 3 plug-in end to end in a real GIMP 3, headless (the first run builds a Debian
+## trixie root with debootstrap beside the repository, as root: about 2 min; later runs about 1 min)
+test-gimp: venv
+	bash plugins/gimp/tools/gimp_e2e.sh test
 
 lint: venv
 	$(BIN)/ruff check .

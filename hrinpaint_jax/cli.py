@@ -6,6 +6,7 @@ hrinpaint inpaint --method zoom ...                                     ... with
 hrinpaint demo [--out DIR]          convert the fixture weights and inpaint two bundled photos
 hrinpaint convert ...               same as ``python -m convert_weights ...``
 hrinpaint info WEIGHTS_DIR          print a converted weights directory's metadata
+hrinpaint install-gimp-plugin       add Filters > Enhance > HR Inpaint... to GIMP 3
 """
 
 from __future__ import annotations
@@ -104,6 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info = sub.add_parser("info", help="print the metadata of a weights directory")
     info.add_argument("weights", help="directory written by convert_weights")
+    gimp = sub.add_parser(
+        "install-gimp-plugin",
+        help="install the GIMP 3 plug-in (Filters > Enhance > HR Inpaint...) into a GIMP profile",
+    )
+    gimp.add_argument(
+        "--gimp-dir",
+        default=None,
+        help="GIMP 3 profile folder (default $GIMP3_DIRECTORY, else e.g. ~/.config/GIMP/3.0)",
+    )
+    gimp.add_argument(
+        "--python",
+        default=None,
+        help="the project's Python the plug-in runs (default: the one running this command)",
+    )
+    gimp.add_argument(
+        "--weights",
+        default=None,
+        help="default weights folder of the dialog (default $HRINPAINT_WEIGHTS)",
+    )
+    gimp.add_argument(
+        "--link",
+        action="store_true",
+        help="symlink the plug-in files to this checkout instead of copying",
+    )
     return p
 
 
@@ -165,6 +190,10 @@ def main(argv=None) -> int:
             from hrinpaint_jax.checkpoints import read_metadata
 
             print(json.dumps(read_metadata(args.weights), indent=2))
+        elif args.command == "install-gimp-plugin":
+            from hrinpaint_jax.gimp import install_plugin
+
+            install_plugin(args.gimp_dir, args.python, args.weights, link=args.link)
     except ValueError as e:  # includes the converter's and the weights loader's errors
         print(f"hrinpaint: error: {e}", file=sys.stderr)
         return 2

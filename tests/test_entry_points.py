@@ -35,11 +35,17 @@ def test_help_exits_zero(args):
     assert "--" in proc.stdout
 
 
-def test_train_and_evaluate_say_not_available_with_nonzero_exit():
-    for script in ("train.py", "evaluate.py"):
-        proc = run(script, "--config", "configs/default.py", "--config.dfnet.base_features=32")
-        assert proc.returncode == 2
-        assert "not yet available" in proc.stderr
+def test_train_rejects_a_config_without_a_stage(tmp_path):
+    proc = run("train.py", "--config", "configs/default.py", "--workdir", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert "train.py: unknown task ''" in proc.stderr
+
+
+def test_evaluate_rejects_a_non_evaluation_config(tmp_path):
+    proc = run("evaluate.py", "--config", "configs/default.py", "--workdir", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "evaluate.py: error: this is not an evaluation config" in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_default_config_builds_the_released_architectures():
