@@ -14,9 +14,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
-## demo: convert the fixture weights and run both networks on a bundled photo
+## demo: a few minutes of training (configs/demo.py) on a bundled photo, inpaint the held-out one;
+## then convert the fixture weights and run both networks
 demo: venv
-	$(BIN)/hrinpaint demo --out demo_output
+	$(BIN)/python train.py --config configs/demo.py --workdir demo_output/train
+	$(BIN)/hrinpaint demo --out demo_output --trained demo_output/train
 
 ## test: lint, then the whole test suite (4 fake CPU devices, see tests/conftest.py)
 test: venv

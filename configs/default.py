@@ -46,6 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.global_batch_size = 8  # Over all processes and devices.
     config.data.shuffle_buffer = 256
     config.data.flip = True
+    config.data.holdout = ("",)  # File names left out of folder sources (validation photos).
 
     # Hole masks: 'none', 'irregular' (seed-000) or ZTI strokes ('small', 'large', 'progressive',
     # 'ramp'; hrinpaint_jax.masks.MaskSchedule).

@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="timed calls per photo and method; the first compiles (default 2)",
     )
     demo.add_argument(
+        "--trained",
+        default=None,
+        metavar="WORKDIR",
+        help="first inpaint the held-out photo with the model trained there by "
+        "train.py --config configs/demo.py (make demo does)",
+    )
+    demo.add_argument(
         "--fixtures",
         default=None,
         help="parity-fixture folder (default $HRINPAINT_FIXTURES or ../shared/fixtures)",
@@ -151,8 +158,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
-            from hrinpaint_jax.demo import run_demo
+            from hrinpaint_jax.demo import run_demo, run_trained_demo
 
+            if args.trained:
+                run_trained_demo(args.trained, args.out)
             run_demo(args.out, args.fixtures, repeats=args.repeats)
         elif args.command == "inpaint":
             from hrinpaint_jax.inpaint import MaskOptions, default_memory_budget_gb, run_inpaint

@@ -123,3 +123,51 @@ def run_demo(
         "so the fill is noise-like by design; real weights come from python -m convert_weights."
     )
     return strip_path
+
+
+def run_trained_demo(
+    workdir: str | os.PathLike,
+    out_dir: str | os.PathLike = "demo_output",
+    log: Callable[[str], None] = print,
+    photo: str = "astronaut.png",
+) -> Path:
+    """After ``python train.py --config configs/demo.py --workdir WORKDIR``: exports the trained
+    Zoom-to-Inpaint model to ``OUT/weights_trained/zoom``, inpaints the held-out bundled ``photo``
+    (centre square hole) with it and writes ``OUT/trained_strip.png`` (before | mask | after).
+    Returns the strip's path."""
+    from PIL import Image
+
+    from hrinpaint_jax.inpaint import MaskOptions, inpaint_file, load_inpainter
+    from hrinpaint_jax.masks import centre_square_mask
+    from hrinpaint_jax.train_lib import export_weights
+
+    workdir, out_dir = Path(workdir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / "weights_trained"
+    weights.mkdir(exist_ok=True)
+    export_weights(workdir, weights / "zoom", overwrite=True)
+    log(f"== exported the trained model of {workdir} to {weights / 'zoom'}")
+    image = load_sample(photo)
+    h, w = image.shape[:2]
+    mask = (centre_square_mask(h, w) * 255).astype(np.uint8)
+    stem = Path(photo).stem
+    mask_path, out_path = out_dir / f"{stem}_mask.png", out_dir / f"{stem}_trained_zoom.png"
+    Image.fromarray(mask).save(mask_path)
+    log(f"== hrinpaint inpaint --method zoom --weights {weights} --image {SAMPLES / photo} "
+        f"--mask {mask_path} --output {out_path}")  # fmt: skip
+    start = time.perf_counter()
+    inpaint_file(load_inpainter(str(weights), method="zoom"), SAMPLES / photo, mask_path, out_path,
+                 MaskOptions(), overwrite=True, warn=lambda *a: None)  # fmt: skip
+    log(f"   {w}x{h} in {time.perf_counter() - start:.1f} s (including compilation)")
+    before = np.where(mask[..., None] == 255, 255, image).astype(np.uint8)
+    after = load_sample(out_path.name, folder=out_dir)
+    strip_path = out_dir / "trained_strip.png"
+    Image.fromarray(np.concatenate([before, np.repeat(mask[..., None], 3, -1), after], axis=1)).save(
+        strip_path
+    )
+    samples = sorted((workdir / "samples").glob("step_*.png"))
+    log(f"wrote {strip_path} (before | mask | after, {photo} was held out of training)")
+    if samples:
+        log(f"training sample grid (input | mask | output | target): {samples[-1]}")
+    log(f"TensorBoard logs: tensorboard --logdir {workdir}")
+    return strip_path

@@ -48,6 +48,7 @@ class DataConfig:
       seed: shuffling / cropping seed.
       shuffle_buffer: images kept for shuffling.
       flip: random horizontal flips.
+      holdout: file names (no folders) left out of folder / samples sources (validation photos).
     """
 
     source: str = "samples"
@@ -59,6 +60,7 @@ class DataConfig:
     seed: int = 0
     shuffle_buffer: int = 256
     flip: bool = True
+    holdout: tuple[str, ...] = ()
 
 
 def list_images(folder: str | os.PathLike) -> list[str]:
@@ -136,7 +138,8 @@ def image_dataset(cfg: DataConfig, process_index: int = 0, process_count: int = 
         raise ValueError(
             f"unknown data source {cfg.source!r}: use 'tfds:NAME', 'folder:PATH' or 'samples'"
         )
-    files = [f for f in list_images(folder) if _header_ok(f)]
+    held = set(cfg.holdout)
+    files = [f for f in list_images(folder) if Path(f).name not in held and _header_ok(f)]
     if not files:
         raise FileNotFoundError(f"no readable images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     paths = tf.data.Dataset.from_tensor_slices(files)

@@ -74,14 +74,22 @@ def replicate(tree: Any) -> Any:
     return jax_utils.replicate(tree, axis_name=AXIS)
 
 
+def _first_local(x):
+    # In a multi-process run, pmap outputs span every process's devices; indexing them would be a
+    # cross-process computation, so take this process's first shard instead.
+    if isinstance(x, jax.Array):
+        return x.addressable_data(0).reshape(x.shape[1:])
+    return x[0]
+
+
 def unreplicate(tree: Any) -> Any:
-    """The first device's copy of a replicated pytree."""
-    return jax.tree.map(lambda x: x[0], tree)
+    """This process's first-device copy of a replicated pytree (no cross-process traffic)."""
+    return jax.tree.map(_first_local, tree)
 
 
 def to_host(tree: Any) -> Any:
-    """The first replica as NumPy (one transfer per leaf)."""
-    return jax.tree.map(lambda x: np.asarray(x[0]), tree)
+    """The first local replica as NumPy (one transfer per leaf)."""
+    return jax.tree.map(lambda x: np.asarray(_first_local(x)), tree)
 
 
 def device_rng(rng: jax.Array, step: jax.Array) -> jax.Array:
@@ -93,6 +101,18 @@ def device_rng(rng: jax.Array, step: jax.Array) -> jax.Array:
 def pmean(tree: Any) -> Any:
     """Mean over every device of every process (inside ``pmap``)."""
     return jax.lax.pmean(tree, AXIS)
+
+
+def local_examples(tree: Any) -> Any:
+    """[local devices * per device, ...] NumPy of a pmapped output's local shards (batch axis merged)."""
+
+    def stack(x):
+        if isinstance(x, jax.Array):
+            shards = [np.asarray(x.addressable_data(i)) for i in range(len(x.addressable_shards))]
+            return np.concatenate([s.reshape(-1, *x.shape[2:]) for s in shards])
+        return np.asarray(x).reshape(-1, *np.shape(x)[2:])
+
+    return jax.tree.map(stack, tree)
 
 
 def replicas_identical(tree: Any, atol: float = 0.0) -> bool:

@@ -98,7 +98,8 @@ def data_config(config, **overrides):
     d = config.data
     fields = dict(source=d.source, split=d.split, data_dir=d.data_dir or None, crop_size=d.crop_size,
                   lr_scale=d.lr_scale, global_batch_size=d.global_batch_size, seed=config.seed,
-                  shuffle_buffer=d.shuffle_buffer, flip=d.flip)  # fmt: skip
+                  shuffle_buffer=d.shuffle_buffer, flip=d.flip,
+                  holdout=tuple(d.holdout))  # fmt: skip
     return DataConfig(**{**fields, **overrides})
 
 
@@ -208,6 +209,20 @@ class Task:
 
         return host_batches(data_config(self.config), mask_sampler(self.config.masks),
                             start_step=start_step, **layout)  # fmt: skip
+
+    def example_batch(self, num_devices: int, per_device: int) -> dict[str, np.ndarray]:
+        """Zeros shaped like ``batches``' output (for abstract tracing and benchmarks)."""
+        d = self.config.data
+        lead, s, scale = (num_devices, per_device), d.crop_size, d.lr_scale
+        batch = {"image_hr": np.zeros((*lead, s, s, 3), np.float32)}
+        if scale > 1:
+            batch["image_lr"] = np.zeros((*lead, s // scale, s // scale, 3), np.float32)
+        if self.config.masks.kind != "none":
+            m = s // scale
+            batch["mask"] = np.zeros((*lead, m, m, 1), np.float32)
+            if scale > 1:
+                batch["mask_hr"] = np.zeros((*lead, s, s, 1), np.float32)
+        return batch
 
     # -- shared --------------------------------------------------------------------------------
     def frozen(self) -> dict[str, Any]:
@@ -350,6 +365,12 @@ class ShiftRefineTask(Task):
             start_step=start_step,
             **layout,
         )
+
+    def example_batch(self, num_devices, per_device):
+        batch = super().example_batch(num_devices, per_device)
+        batch["patch_top"] = np.zeros((num_devices, per_device), np.int32)
+        batch["patch_left"] = np.zeros((num_devices, per_device), np.int32)
+        return batch
 
     def _patches(self, frozen, batch):
         from hrinpaint_jax.pipelines.two_stage import refinement_patches, training_stage1

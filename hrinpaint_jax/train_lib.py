@@ -328,9 +328,9 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
 
     workdir = os.path.abspath(os.fspath(workdir))
     primary = jax.process_index() == 0
+    task, states, frozen = build(config)  # config errors surface before anything is written
     if primary:
         os.makedirs(workdir, exist_ok=True)
-    task, states, frozen = build(config)
     manager = checkpoint_manager(workdir, config)
     start = manager.latest_step()
     if start is not None:
@@ -370,7 +370,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
                 _check_finite(last, step, manager)
                 writer.write_scalars(step, last)
             if config.sample_every and (step % config.sample_every == 0 or step == total):
-                images = jax.device_get(parallel.unreplicate(p_samples(r_states, r_frozen, batch)))
+                images = parallel.local_examples(p_samples(r_states, r_frozen, batch))
                 grid = sample_grid(images)
                 writer.write_images(step, {"samples": grid[None]})
                 if primary:

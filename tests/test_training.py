@@ -2,6 +2,13 @@
 export, NaN stop, multi-host (2 processes x 2 CPU devices == 1 process x 4 devices)."""
 
 import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import jax
@@ -11,6 +18,7 @@ from flax import jax_utils, traverse_util
 
 from configs import tiny
 from hrinpaint_jax import parallel, train_lib
+from hrinpaint_jax.tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,3 +111,212 @@ def test_pmap_step_equals_one_device_with_the_whole_batch(caplog):
         assert_trees_close(results[4][0][name].params, results[1][0][name].params, atol=1e-5)
         assert_trees_close(results[4][0][name].model_state, results[1][0][name].model_state, atol=1e-5)
     np.testing.assert_allclose(results[4][1]["loss"], results[1][1]["loss"], rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Every config in configs/ is exercised.
+
+CONFIGS = sorted(
+    p.stem for p in (REPO / "configs").glob("*.py") if p.stem not in ("__init__", "default")
+)
+TRAINING_CONFIGS = [
+    "dfnet",
+    "shift_refine",
+    "zoom_pretrain_coarse",
+    "zoom_pretrain_refine",
+    "zoom_pretrain_sr",
+    "zoom_joint_small",
+    "zoom_joint_large",
+]
+
+
+def test_every_config_is_exercised():
+    """A config file nobody tests fails here: training configs are traced below, tiny.py and
+    demo.py run in this file, any other (evaluation) config must be named by another test file."""
+    others = "".join(
+        p.read_text() for p in (REPO / "tests").glob("test_*.py") if p.name != "test_training.py"
+    )
+    for name in CONFIGS:
+        if name in TRAINING_CONFIGS or name in ("tiny", "demo"):
+            continue
+        assert re.search(rf"\b{name}\b", others), f"configs/{name}.py is not tested"
+    assert set(tiny.STAGES) == set(TASKS)
+
+
+def load_config(name):
+    import importlib
+
+    return importlib.import_module(f"configs.{name}").get_config()
+
+
+@pytest.mark.parametrize("name", TRAINING_CONFIGS)
+def test_training_config_traces_at_full_size(name, converted):
+    """The real stage config builds its task and one train step traces abstractly at the paper's
+    sizes and batch (no compute), with the recorded schedule."""
+    config = load_config(name)
+    assert config.task in TASKS and config.num_train_steps > max(config.optim.boundaries, default=0)
+    if config.task == "shift_refine":
+        config.refine.stage1_weights = str(converted["dfnet"])
+    task = TASKS[config.task](config)
+    states = jax.eval_shape(task.init_states, jax.random.key(0))
+    frozen = task.frozen()
+    batch = task.example_batch(1, config.data.global_batch_size)
+    step = jax.vmap(task.train_step, axis_name=parallel.AXIS)
+    add = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype), t)  # noqa: E731
+    rng = jax.ShapeDtypeStruct((1,), jax.random.key(0).dtype)
+    new, metrics = jax.eval_shape(step, add(states), add(frozen), batch, rng)
+    assert metrics["loss"].shape == (1,)
+    assert jax.tree.map(lambda x: x.shape[1:], new["g"].params) == jax.tree.map(
+        lambda x: x.shape, states["g"].params
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Resume, divergence, init_from.
+
+RESUME_FLAGS = {"num_train_steps": 12, "checkpoint_every": 2, "log_every": 2, "sample_every": 0}
+
+
+def train_cmd(workdir, stage="zoom_pretrain_coarse", **flags):
+    cmd = [sys.executable, str(REPO / "train.py"), f"--config={REPO}/configs/tiny.py:{stage}",
+           f"--workdir={workdir}"]  # fmt: skip
+    return cmd + [f"--config.{k}={v}" if "." in k or k in RESUME_FLAGS else f"--{k}={v}"
+                  for k, v in flags.items()]  # fmt: skip
+
+
+def wait_for_checkpoint(proc, workdir, step, timeout=240):
+    target = Path(workdir) / "checkpoints" / str(step)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if target.is_dir() and (target / "_CHECKPOINT_METADATA").exists():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early with {proc.returncode}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no checkpoint {step} after {timeout} s")
+
+
+def test_kill_9_and_sigterm_then_resume_equal_an_uninterrupted_run(tmp_path):
+    """kill -9 after the step-2 checkpoint, restart, SIGTERM after step 4 (saves where it is and
+    exits 0), finish: the final params equal an uninterrupted run's (same data stream and rngs)."""
+    whole = tmp_path / "whole"
+    train_lib.train_and_evaluate(tiny_config("zoom_pretrain_coarse", **RESUME_FLAGS), whole)
+    work = tmp_path / "interrupted"
+    proc = subprocess.Popen(train_cmd(work, **RESUME_FLAGS), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for_checkpoint(proc, work, 2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        killed_at = train_lib.checkpoint_manager(work).latest_step()
+        assert killed_at is not None and killed_at < 12
+        proc = subprocess.Popen(train_cmd(work, **RESUME_FLAGS), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        wait_for_checkpoint(proc, work, killed_at + 2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+        assert "SIGTERM" in err
+    finally:
+        proc.kill()
+    stopped_at = train_lib.checkpoint_manager(work).latest_step()
+    assert killed_at < stopped_at < 12
+    train_lib.train_and_evaluate(tiny_config("zoom_pretrain_coarse", **RESUME_FLAGS), work)
+    assert_trees_close(final_params(work), final_params(whole), atol=1e-6)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    train_lib.train_and_evaluate(tiny_config("zoom_pretrain_sr", num_train_steps=2), tmp_path)
+    config = tiny_config("zoom_pretrain_sr", num_train_steps=4, **{"loss.l1": float("nan")})
+    with pytest.raises(
+        train_lib.TrainingDiverged, match="non-finite loss at step 3.*checkpoint is step 2"
+    ):
+        train_lib.train_and_evaluate(config, tmp_path)
+    assert train_lib.checkpoint_manager(tmp_path).all_steps() == [2]
+
+
+def test_init_from_pretrained_subtrees_and_bad_sources(tmp_path):
+    """The joint ZTI stage starts from the pretrained coarse and refine runs (their params and
+    statistics under 'coarse' / 'refine'); the optimiser-step quirk carries the step count."""
+    coarse, refine = tmp_path / "coarse", tmp_path / "refine"
+    train_lib.train_and_evaluate(tiny_config("zoom_pretrain_coarse", num_train_steps=2), coarse)
+    train_lib.train_and_evaluate(tiny_config("zoom_pretrain_refine", num_train_steps=2), refine)
+    config = tiny_config("zoom_joint")
+    _, states, _ = train_lib.build(config)
+    spec = f"coarse={coarse},refine={refine}"
+    started = train_lib.initialise_from(dict(states), spec, restore_optimizer=True)
+    src = final_params(coarse)["g"]
+    assert_trees_close(jax.device_get(started["g"].params["coarse"]), src, atol=0)
+    assert_trees_close(
+        jax.device_get(started["g"].params["sr"]), jax.device_get(states["g"].params["sr"]), 0
+    )
+    assert int(started["g"].step) == 2 and "d" in started
+    with pytest.raises(train_lib.InitError, match="does not exist"):
+        train_lib.initialise_from(dict(states), f"coarse={tmp_path}/nope", False)
+    with pytest.raises(train_lib.InitError, match="does not fit"):
+        train_lib.initialise_from(dict(states), f"sr={coarse}", False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Multi-host.
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process_with_four_devices(tmp_path):
+    """2 processes x 2 CPU devices (gloo collectives) train 3 tiny steps and end with the params of a
+    1-process x 4-device run: same global batches, synchronised BatchNorm across processes. Adam's
+    eps = 1 keeps its update linear in the gradient (see the pmap equivalence test)."""
+    flags = {"num_train_steps": 3, "checkpoint_every": 3, "log_every": 1, "sample_every": 0,
+             "optim.eps": 1.0}  # fmt: skip
+    single = tmp_path / "single"
+    train_lib.train_and_evaluate(tiny_config("zoom_pretrain_coarse", **flags), single)
+    multi = tmp_path / "multi"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    address = f"localhost:{free_port()}"
+    procs = [
+        subprocess.Popen(
+            train_cmd(multi, coordinator_address=address, num_processes=2, process_id=i, **flags),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    try:
+        errors = [p.communicate(timeout=300)[1] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, err in zip(procs, errors, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    assert "process 1 of 2; 2 local / 4 global devices" in errors[1]
+    assert_trees_close(final_params(multi), final_params(single), atol=1e-5)
+    assert list(multi.glob("events.out.tfevents.*"))  # written by process 0 only
+
+
+def test_demo_config_trains_and_inpaints_the_held_out_photo(tmp_path):
+    """configs/demo.py (what make demo trains, here for 2 steps) never sees the held-out photo, and
+    its exported model inpaints that photo through the user-facing CLI path."""
+    from configs import demo as demo_config
+    from hrinpaint_jax.demo import run_trained_demo
+    from hrinpaint_jax.input_pipeline import host_batches
+    from hrinpaint_jax.tasks import data_config
+
+    config = demo_config.get_config()
+    assert "astronaut.png" in data_config(config).holdout
+    batch = next(host_batches(data_config(config, crop_size=600, global_batch_size=4, flip=False),
+                              num_devices=1, process_index=0, process_count=1))  # fmt: skip
+    assert batch["image_hr"].shape[1] == 4  # coffee.png (600 x 400, grown to 600^2) only
+    config.num_train_steps, config.sample_every = 2, 2
+    train_lib.train_and_evaluate(config, tmp_path / "train")
+    lines = []
+    strip = run_trained_demo(tmp_path / "train", tmp_path / "out", log=lines.append)
+    assert strip.is_file() and (tmp_path / "out" / "weights_trained" / "zoom").is_dir()
+    assert any("tensorboard --logdir" in line for line in lines)
