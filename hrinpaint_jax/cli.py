@@ -6,6 +6,7 @@ hrinpaint inpaint --method zoom ...                                     ... with
 hrinpaint demo [--out DIR]          convert the fixture weights and inpaint two bundled photos
 hrinpaint convert ...               same as ``python -m convert_weights ...``
 hrinpaint info WEIGHTS_DIR          print a converted weights directory's metadata
+hrinpaint export WORKDIR OUT        the latest trained model of a train.py workdir as weights
 hrinpaint install-gimp-plugin       add Filters > Enhance > HR Inpaint... to GIMP 3
 """
 
@@ -110,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert a PyTorch checkpoint (see python -m convert_weights -h)",
         add_help=False,
     )
+    export = sub.add_parser(
+        "export", help="write the latest trained model of a train.py workdir as a weights directory"
+    )
+    export.add_argument("workdir", help="train.py --workdir of a dfnet, shift_refine or zoom_joint run")
+    export.add_argument("output", help="new weights directory, e.g. weights_ours/dfnet")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing output")
     info = sub.add_parser("info", help="print the metadata of a weights directory")
     info.add_argument("weights", help="directory written by convert_weights")
     gimp = sub.add_parser(
@@ -199,6 +206,12 @@ def main(argv=None) -> int:
             from hrinpaint_jax.checkpoints import read_metadata
 
             print(json.dumps(read_metadata(args.weights), indent=2))
+        elif args.command == "export":
+            from hrinpaint_jax.train_lib import export_weights, is_workdir
+
+            if not is_workdir(args.workdir):
+                raise ValueError(f"{args.workdir} is not a train.py workdir (no checkpoints/ inside)")
+            print(export_weights(args.workdir, args.output, overwrite=args.overwrite))
         elif args.command == "install-gimp-plugin":
             from hrinpaint_jax.gimp import install_plugin
 

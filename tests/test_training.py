@@ -65,8 +65,12 @@ def test_export_and_shift_refine_on_a_trained_stage1(dfnet_run, tmp_path):
     """The trained DFNet exported as a weights dir drives the refinement stage's stage 1; the
     exported refinement weights load with ``load_pretrained``."""
     from hrinpaint_jax.checkpoints import load_pretrained
+    from hrinpaint_jax.cli import main as cli_main
 
-    exported = train_lib.export_weights(dfnet_run[0], tmp_path / "dfnet_weights")
+    assert cli_main(["export", str(dfnet_run[0]), str(tmp_path / "dfnet_weights")]) == 0
+    exported = str(tmp_path / "dfnet_weights")
+    assert cli_main(["export", str(dfnet_run[0]), exported]) == 2  # exists: never overwritten
+    assert cli_main(["export", str(tmp_path), str(tmp_path / "x")]) == 2  # not a workdir
     model, variables, meta = load_pretrained(exported)
     assert meta["model"] == "dfnet" and model.base_features == 4
     work = tmp_path / "refine"
