@@ -230,8 +230,9 @@ def test_kill_9_and_sigterm_then_resume_equal_an_uninterrupted_run(tmp_path):
     stopped_at = train_lib.checkpoint_manager(work).latest_step()
     assert killed_at < stopped_at < 12
     train_lib.train_and_evaluate(tiny_config("zoom_pretrain_coarse", **RESUME_FLAGS), work)
-    assert_trees_close(final_params(work), final_params(whole), atol=1e-6)
-    # A resume that replayed other data or rngs would be off by ~lr * |g| / (|g| + 1) >> 1e-6.
+    # Float noise between the pytest process and fresh subprocesses reached 1.1e-6 on CI; a resume
+    # that replayed other data or rngs would be off by ~lr * |g| / (|g| + 1), i.e. >= 1e-4.
+    assert_trees_close(final_params(work), final_params(whole), atol=1e-5)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
