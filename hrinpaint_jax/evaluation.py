@@ -48,7 +48,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,7 +58,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from hrinpaint_jax import metrics as M
-from hrinpaint_jax.image_io import IMAGE_SUFFIXES, InputError, binarise_mask, read_image, read_mask
+from hrinpaint_jax.image_io import (
+    IMAGE_SUFFIXES,
+    InputError,
+    atomic_write,
+    binarise_mask,
+    read_image,
+    read_mask,
+)
 from hrinpaint_jax.ops.resize import (
     nearest_indices_cv2,
     resize_bicubic_tf,
@@ -524,32 +530,18 @@ def run_method(method: Method, images: np.ndarray, holes: np.ndarray, run_at: st
 # The run
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> Path:
-    """Calls ``write(tmp)`` for a temporary file beside ``path``, then renames it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def _write_text(path: Path, text: str) -> Path:
     def write(tmp):
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(text)
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> Path:
     from PIL import Image
 
-    return _atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
+    return atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
 
 
 def validate_config(config) -> None:
@@ -1012,7 +1004,7 @@ def _plot_metric_vs_resolution(config, summary, path: Path) -> Path:
         fig.savefig(tmp, format="png", dpi=100)
 
     try:
-        return _atomic_write(path, save)
+        return atomic_write(path, save)
     finally:
         plt.close(fig)
 
@@ -1050,7 +1042,7 @@ def _plot_band_ssim(config, summary, path: Path) -> Path:
     axes[0][0].legend(fontsize="small")
     fig.tight_layout()
     try:
-        return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     finally:
         plt.close(fig)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -281,43 +282,45 @@ def check_writable_output(path: str | os.PathLike, overwrite: bool, has_alpha: b
     return path
 
 
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
+    """Calls ``write(tmp)`` for a temporary file beside ``path`` (name ending in ``suffix``), then
+    renames it into place: an existing file is replaced only by a complete new one, and a failed
+    write leaves nothing behind."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
 def write_image(
     path: str | os.PathLike, pixels: np.ndarray, image: LoadedImage, overwrite: bool = False
 ) -> Path:
     """Saves ``pixels`` ([H, W, C], uint8 or uint16) atomically with the input's metadata."""
     path = check_writable_output(path, overwrite, has_alpha=image.alpha is not None)
     suffix = path.suffix.lower()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp):
         if pixels.dtype == np.uint16:
             _write_16bit(tmp, pixels, suffix)
         else:
             _write_8bit(tmp, pixels, image, suffix)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return atomic_write(path, write, suffix=f".tmp{suffix}")
 
 
 def save_png(path: str | os.PathLike, pixels: np.ndarray) -> Path:
-    """Writes a uint8 [H, W] / [H, W, C] array as PNG atomically (temporary file, then rename),
-    replacing an existing file only once the new one is complete."""
+    """Writes a uint8 [H, W] / [H, W, C] array as PNG atomically (``atomic_write``)."""
     from PIL import Image
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, "PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    pixels = np.ascontiguousarray(pixels)
+    return atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, "PNG"), suffix=".tmp.png")
 
 
 def _write_8bit(tmp: str, pixels: np.ndarray, image: LoadedImage, suffix: str) -> None:

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -391,25 +390,3 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
 def _flat_config(config) -> dict[str, Any]:
     flat = traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep=".")
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
-
-
-def time_steps(config, steps: int = 5) -> dict[str, float]:
-    """Mean wall time of ``steps`` compiled train steps (after one warm-up) on fixed batches: for
-    ``benchmarks/train_step.py``. Returns {'step_s', 'images_per_s', 'compile_s'}."""
-    task, states, frozen = build(config)
-    batches = task.batches(0)
-    batch = jax.tree.map(jnp.asarray, next(batches))
-    p_step = jax.pmap(task.train_step, axis_name=parallel.AXIS, donate_argnums=(0,))
-    r_states, r_frozen = parallel.replicate(states), parallel.replicate(frozen)
-    r_rng = parallel.replicate(jax.random.key(0))
-    t0 = time.perf_counter()
-    r_states, metrics = p_step(r_states, r_frozen, batch, r_rng)
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        r_states, metrics = p_step(r_states, r_frozen, batch, r_rng)
-    jax.block_until_ready(metrics)
-    step_s = (time.perf_counter() - t0) / steps
-    return {"step_s": step_s, "images_per_s": config.data.global_batch_size / step_s,
-            "compile_s": compile_s}  # fmt: skip
