@@ -3,7 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test lint bench clean test-gimp
+.PHONY: venv demo demo-train test lint bench clean test-gimp photos train-ours weights-ours
+
+OURS_STAGES := dfnet shift_refine zoom_coarse zoom_sr zoom_refine zoom_joint_small zoom_joint_large
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,9 +16,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
-## demo: a few minutes of training (configs/demo.py) on a bundled photo, inpaint the held-out one;
-## then convert the fixture weights and run both networks
+## demo: inpaint two bundled photos with both methods using the bundled trained weights
 demo: venv
+	$(BIN)/hrinpaint demo --out demo_output
+
+## demo-train: a few minutes of training (configs/demo.py) on a bundled photo, inpaint the held-out one
+demo-train: venv
 	$(BIN)/python train.py --config configs/demo.py --workdir demo_output/train
 	$(BIN)/hrinpaint demo --out demo_output --trained demo_output/train
 
@@ -29,6 +34,22 @@ test: venv
 ## trixie root with debootstrap beside the repository, as root: about 2 min; later runs about 1 min)
 test-gimp: venv
 	bash plugins/gimp/tools/gimp_e2e.sh test
+
+## photos: the 59 training photos (Debian packages) -> data/photos/{holdout,small,large}
+photos: venv
+	test -d data/photos_src || bash ../shared/data/train_photos/get_train_photos.sh data/photos_src
+	$(BIN)/hrinpaint prepare-photos data/photos_src data/photos
+
+## train-ours: every stage of configs/ours.py in order (workdirs runs/ours/STAGE; reruns resume)
+train-ours: venv
+	for s in $(OURS_STAGES); do \
+	  $(BIN)/python train.py --config configs/ours.py:$$s --workdir runs/ours/$$s || exit 1; done
+
+## weights-ours: export the trained models as the embedded default weights (hrinpaint_jax/assets/weights, fp16)
+weights-ours: venv
+	$(BIN)/hrinpaint export runs/ours/dfnet hrinpaint_jax/assets/weights/dfnet --overwrite --dtype float16
+	$(BIN)/hrinpaint export runs/ours/shift_refine hrinpaint_jax/assets/weights/shift_refine --overwrite --dtype float16
+	$(BIN)/hrinpaint export runs/ours/zoom_joint_large hrinpaint_jax/assets/weights/zoom --overwrite --dtype float16
 
 lint: venv
 	$(BIN)/ruff check .

@@ -53,7 +53,11 @@ def time_stage(name: str, per_device: int, steps: int, tmp: str) -> dict:
     from hrinpaint_jax import parallel
     from hrinpaint_jax.tasks import TASKS
 
-    config = importlib.import_module(f"configs.{name}").get_config()
+    module, _, arg = name.partition(":")  # e.g. 'ours:dfnet' = configs/ours.py:dfnet
+    get_config = importlib.import_module(f"configs.{module}").get_config
+    config = get_config(arg) if arg else get_config()
+    if per_device is None:
+        per_device = config.data.global_batch_size // jax.local_device_count()
     devices = jax.local_device_count()
     config.data.global_batch_size = per_device * devices
     if config.task == "shift_refine":
@@ -98,8 +102,10 @@ def time_stage(name: str, per_device: int, steps: int, tmp: str) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
-    p.add_argument("--per-device-batch", type=int, default=1)
+    p.add_argument("--stages", nargs="+", default=list(STAGES),
+                   help="config modules, optionally with an argument: dfnet, ours:zoom_sr, ...")
+    p.add_argument("--per-device-batch", type=int, default=1,
+                   help="images per device (0: the config's global batch)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--peak-tflops", type=float, default=None, help="per-device peak for MFU")
     args = p.parse_args()
@@ -112,7 +118,7 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.stages:
-            r = time_stage(name, args.per_device_batch, args.steps, tmp)
+            r = time_stage(name, args.per_device_batch or None, args.steps, tmp)
             tflop = f"{r['flops'] / 1e12:.3f}" if r["flops"] else "-"
             mfu = "-"
             if r["flops"] and args.peak_tflops:

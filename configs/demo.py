@@ -1,4 +1,4 @@
-"""The embedded default of ``make demo``: a few minutes of Zoom-to-Inpaint joint training (narrow
+"""``make demo-train``: a few minutes of Zoom-to-Inpaint joint training (narrow
 nets, small crops, the GAN included) on one bundled photo, holding out the other for the
 inpainting that follows. CPU-sized; not a quality model (see the README for real recipes)."""
 

@@ -49,6 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.zoom = ml_collections.ConfigDict()
     config.zoom.test_size = 256  # Zoom-to-Inpaint's test (training) resolution.
+    config.zoom.run_at = ""  # Where the zoom variants run ('' = config.run_at).
 
     config.opencv = ml_collections.ConfigDict()
     config.opencv.radius = 3.0  # cv2.inpaint neighbourhood radius in pixels.

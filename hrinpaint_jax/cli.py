@@ -3,10 +3,12 @@
 hrinpaint inpaint --image IMG --mask MASK --output OUT [--weights DIR]   inpaint one image
 hrinpaint inpaint --image DIR --mask DIR --output DIR [--weights DIR]   ... or a folder (by name)
 hrinpaint inpaint --method zoom ...                                     ... with Zoom-to-Inpaint
-hrinpaint demo [--out DIR]          convert the fixture weights and inpaint two bundled photos
+hrinpaint demo [--out DIR]          inpaint two bundled photos with both methods (bundled weights)
 hrinpaint convert ...               same as ``python -m convert_weights ...``
 hrinpaint info WEIGHTS_DIR          print a converted weights directory's metadata
 hrinpaint export WORKDIR OUT        the latest trained model of a train.py workdir as weights
+hrinpaint plot-curves RUN... --out PNG   loss curves of train.py workdirs (TensorBoard logs)
+hrinpaint prepare-photos SRC OUT    held-out set and training folders from a folder of photos
 hrinpaint install-gimp-plugin       add Filters > Enhance > HR Inpaint... to GIMP 3
 """
 
@@ -102,9 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         "train.py --config configs/demo.py (make demo does)",
     )
     demo.add_argument(
-        "--fixtures",
+        "--weights",
         default=None,
-        help="parity-fixture folder (default $HRINPAINT_FIXTURES or ../shared/fixtures)",
+        help="weights folder with dfnet/, shift_refine/ and zoom/ (default $HRINPAINT_WEIGHTS, "
+        "else the bundled weights)",
     )
     sub.add_parser(
         "convert",
@@ -117,6 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("workdir", help="train.py --workdir of a dfnet, shift_refine or zoom_joint run")
     export.add_argument("output", help="new weights directory, e.g. weights_ours/dfnet")
     export.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    export.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16", "bfloat16"],
+        help="storage type of the weights (loaded back as float32; default float32)",
+    )
+    photos = sub.add_parser(
+        "prepare-photos",
+        help="split photos into a held-out set and downscaled training folders (configs/ours.py)",
+    )
+    photos.add_argument("source", help="folder of photos, e.g. from get_train_photos.sh")
+    photos.add_argument("out", help="output folder, e.g. data/photos (reruns skip existing files)")
+    curves = sub.add_parser("plot-curves", help="plot the loss curves of train.py workdirs to a PNG")
+    curves.add_argument("workdirs", nargs="+", help="train.py --workdir folders (one panel each)")
+    curves.add_argument("--out", required=True, help="PNG to write")
+    curves.add_argument("--smoothing", type=float, default=0.6, help="EMA weight, 0..1 (default 0.6)")
     info = sub.add_parser("info", help="print the metadata of a weights directory")
     info.add_argument("weights", help="directory written by convert_weights")
     gimp = sub.add_parser(
@@ -169,7 +188,7 @@ def main(argv=None) -> int:
 
             if args.trained:
                 run_trained_demo(args.trained, args.out)
-            run_demo(args.out, args.fixtures, repeats=args.repeats)
+            run_demo(args.out, args.weights, repeats=args.repeats)
         elif args.command == "inpaint":
             from hrinpaint_jax.inpaint import MaskOptions, default_memory_budget_gb, run_inpaint
 
@@ -211,7 +230,20 @@ def main(argv=None) -> int:
 
             if not is_workdir(args.workdir):
                 raise ValueError(f"{args.workdir} is not a train.py workdir (no checkpoints/ inside)")
-            print(export_weights(args.workdir, args.output, overwrite=args.overwrite))
+            print(export_weights(args.workdir, args.output, overwrite=args.overwrite, dtype=args.dtype))
+        elif args.command == "plot-curves":
+            from hrinpaint_jax.curves import plot_curves
+
+            print(plot_curves(args.workdirs, args.out, smoothing=args.smoothing))
+        elif args.command == "prepare-photos":
+            from hrinpaint_jax.photos import prepare_photos
+
+            def show(done, total, name):
+                print(f"\r[{done}/{total}] {name:<48}", end="", file=sys.stderr, flush=True)
+
+            counts = prepare_photos(args.source, args.out, progress=show)
+            print(file=sys.stderr)
+            print(", ".join(f"{k}: {v} files" for k, v in counts.items()))
         elif args.command == "install-gimp-plugin":
             from hrinpaint_jax.gimp import install_plugin
 

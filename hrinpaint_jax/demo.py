@@ -1,9 +1,11 @@
-"""`hrinpaint demo` / `make demo`: convert the parity-fixture checkpoints, then inpaint two bundled
-photos (a centred square hole) with both methods (two-stage and Zoom-to-Inpaint), printing timings
+"""`hrinpaint demo` / `make demo`: inpaint two bundled photos (a centred square hole, a third of
+the side) with both methods (two-stage and Zoom-to-Inpaint) using the bundled default weights (our
+models trained on real photos, ``configs/ours.py``; neither photo was trained on), printing timings
 and writing a before / mask / two-stage / zoom strip.
 
-The fixture weights are random (the authors' released weights are not reachable from here), so the
-pictures show that the machinery runs end to end, not what a trained model paints.
+``--trained WORKDIR`` first shows a model you trained yourself with ``configs/demo.py`` (``make
+demo-train``); ``convert_fixture_weights`` turns the parity fixtures' random checkpoints into a
+weights folder (tests use it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
+DEMO_PHOTOS = ("coffee.png", "astronaut.png")
 
 
 def load_sample(name: str = "astronaut.png", folder: Path = SAMPLES) -> np.ndarray:
@@ -54,29 +57,28 @@ def convert_fixture_weights(
 
 def run_demo(
     out_dir: str | os.PathLike = "demo_output",
-    fixtures: str | None = None,
+    weights: str | None = None,
     log: Callable[[str], None] = print,
     repeats: int = 2,
+    photos: tuple[str, ...] = DEMO_PHOTOS,
 ) -> Path:
-    """Runs the demo (``repeats`` timed calls per photo and method; the first one compiles);
+    """Runs the demo (``repeats`` timed calls per photo and method; the first one compiles) with
+    the weights folder ``weights`` (default: ``$HRINPAINT_WEIGHTS``, else the bundled weights);
     returns the path of the before / mask / two-stage / zoom strip."""
     from PIL import Image
 
-    from hrinpaint_jax.fixtures import find_fixtures
-    from hrinpaint_jax.inpaint import MaskOptions, inpaint_file, load_inpainter
+    from hrinpaint_jax.inpaint import MaskOptions, inpaint_file, load_inpainter, resolve_weights
     from hrinpaint_jax.masks import centre_square_mask
 
     out_dir = Path(out_dir)
-    fixtures = Path(fixtures) if fixtures else find_fixtures()
     out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"== converting the fixture checkpoints from {fixtures}")
-    weights = convert_fixture_weights(out_dir / "weights", fixtures, log)
-    inpainters = {
-        method: load_inpainter(str(weights), method=method) for method in ("two_stage", "zoom")
-    }
+    methods = ("two_stage", "zoom")
+    folders = {m: resolve_weights(weights, m) for m in methods}
+    log(f"== weights: {folders['two_stage']}")
+    inpainters = {m: load_inpainter(str(folders[m]), method=m) for m in methods}
 
     rows, strips = [], []
-    for name in ("coffee.png", "astronaut.png"):
+    for name in photos:
         photo = load_sample(name)
         h, w = photo.shape[:2]
         mask = (centre_square_mask(h, w) * 255).astype(np.uint8)
@@ -118,10 +120,7 @@ def run_demo(
     strip = np.concatenate([np.concatenate([pad(p) for p in row], axis=1) for row in strips])
     strip_path = out_dir / "demo_strip.png"
     Image.fromarray(strip).save(strip_path)
-    log(
-        f"\nwrote {strip_path} (before | mask | two_stage | zoom). The fixture weights are random, "
-        "so the fill is noise-like by design; real weights come from python -m convert_weights."
-    )
+    log(f"\nwrote {strip_path} (before | mask | two_stage | zoom)")
     return strip_path
 
 

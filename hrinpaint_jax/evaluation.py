@@ -512,6 +512,21 @@ def _resize_hole(hole: jax.Array, size: int) -> jax.Array:
     return (resize_bilinear_tf(hole, (size, size), antialias=True) > 1e-6).astype(jnp.float32)
 
 
+def _run_at_text(config) -> str:
+    text = config.run_at.replace("_", " ")
+    zoom = config.zoom.get("run_at", "")
+    if zoom and zoom != config.run_at and any(m in ZOOM_VARIANTS for m in config.methods):
+        text += f" (Zoom-to-Inpaint: {zoom.replace('_', ' ')}, {config.zoom.test_size} px)"
+    return text
+
+
+def method_run_at(config, name: str) -> str:
+    """Where ``name`` runs: ``config.run_at``, or ``config.zoom.run_at`` for the zoom variants."""
+    if name in ZOOM_VARIANTS and config.zoom.get("run_at", ""):
+        return config.zoom.run_at
+    return config.run_at
+
+
 def run_method(method: Method, images: np.ndarray, holes: np.ndarray, run_at: str) -> np.ndarray:
     """``method.run`` at the evaluation size, or at its training size (resize there and back,
     then paste the hole into the test image; known pixels stay exact). Returns float [B, S, S, 3]."""
@@ -578,6 +593,10 @@ def validate_config(config) -> None:
             raise InputError(
                 f"config.{field} must be one of {', '.join(allowed)}, got {config[field]!r}"
             )
+    if config.zoom.get("run_at", "") not in ("", *RUN_AT):
+        raise InputError(
+            f"config.zoom.run_at must be '' or one of {', '.join(RUN_AT)}, got {config.zoom.run_at!r}"
+        )
     if config.report.layout not in LAYOUTS:
         raise InputError(
             f"report.layout must be one of {', '.join(LAYOUTS)}, got {config.report.layout!r}"
@@ -607,7 +626,8 @@ def _check_zoom_memory(config) -> None:
     from hrinpaint_jax.inpaint import default_memory_budget_gb
     from hrinpaint_jax.pipelines.zoom import estimate_zoom_gb
 
-    size = max(config.resolutions) if config.run_at == "native" else config.zoom.test_size
+    native = method_run_at(config, zoom[0]) == "native"
+    size = max(config.resolutions) if native else config.zoom.test_size
     budget = default_memory_budget_gb()
     need = estimate_zoom_gb(size * config.batch_size, size)
     if budget is not None and need > budget:
@@ -698,7 +718,7 @@ def run_evaluation(config, workdir: str | os.PathLike, log: Callable[[str], None
     images = load_images(config.data, master_size, need_masks="folder" in kinds)
     methods = build_methods(config)
     lpips_params = None
-    if "lpips" in config.metrics:
+    if "lpips" in config.metrics or "hole_lpips" in config.hole_metrics:
         from hrinpaint_jax.lpips import load_lpips_params
 
         lpips_params = load_lpips_params()
@@ -709,7 +729,7 @@ def run_evaluation(config, workdir: str | os.PathLike, log: Callable[[str], None
     log(
         f"evaluating {', '.join(m.name for m in methods)} on {len(images)} image(s) x "
         f"{len(kinds)} mask kind(s) x resolutions {', '.join(map(str, resolutions))} "
-        f"(run at {config.run_at})"
+        f"(run at {_run_at_text(config)})"
     )
 
     columns = _all_columns(config)
@@ -743,7 +763,8 @@ def run_evaluation(config, workdir: str | os.PathLike, log: Callable[[str], None
                     if method.batched:
                         inputs, hole_in = _pad_batch(targets, batch), _pad_batch(holes, batch)
                     t0 = time.perf_counter()
-                    out = run_method(method, inputs, hole_in, config.run_at)[: len(chunk)]
+                    run_at = method_run_at(config, method.name)
+                    out = run_method(method, inputs, hole_in, run_at)[: len(chunk)]
                     elapsed = time.perf_counter() - t0
                     t = timing.setdefault((method.name, kind, size), {"batches": [], "images": 0})
                     first = (method.name, size) not in compiled
@@ -875,7 +896,7 @@ def markdown_tables(config, summary) -> str:
         f"# Evaluation: {config.protocol}",
         "",
         f"{len(summary['images'])} image(s) ({config.data.source}), masks: {', '.join(kinds)}, "
-        f"methods run at {config.run_at.replace('_', ' ')}. Mean over images.",
+        f"methods run at {_run_at_text(config)}. Mean over images.",
         "",
     ]
 

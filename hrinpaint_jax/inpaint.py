@@ -30,6 +30,9 @@ from hrinpaint_jax.image_io import (
 )
 
 WEIGHTS_ENV = "HRINPAINT_WEIGHTS"
+# The embedded default: our own models trained on real photos (configs/ours.py, make weights-ours),
+# stored as float16 and restored as float32.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "assets" / "weights"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,16 +47,20 @@ METHOD_WEIGHTS = {"two_stage": ("dfnet", "shift_refine"), "zoom": ("zoom",)}
 
 
 def resolve_weights(weights: str | None, method: str = "two_stage") -> Path:
-    """The weights folder: ``--weights``, else ``$HRINPAINT_WEIGHTS``. It must hold the method's
-    subfolders (``dfnet/`` and ``shift_refine/``, or ``zoom/``) written by ``python -m
-    convert_weights`` (or ``make demo``)."""
+    """The weights folder: ``--weights``, else ``$HRINPAINT_WEIGHTS``, else the bundled default
+    (``DEFAULT_WEIGHTS``: our models trained on real photos, ``configs/ours.py``). It must hold the
+    method's subfolders (``dfnet/`` and ``shift_refine/``, or ``zoom/``) written by ``python -m
+    convert_weights`` or ``hrinpaint export``."""
     need = METHOD_WEIGHTS[method]
     wanted = " and ".join(f"{n}/" for n in need)
     chosen = weights or os.environ.get(WEIGHTS_ENV)
     if not chosen:
+        if all((DEFAULT_WEIGHTS / name).is_dir() for name in need):
+            return DEFAULT_WEIGHTS
         raise InputError(
-            f"no weights: pass --weights DIR or set ${WEIGHTS_ENV}; for --method {method} DIR holds "
-            f"{wanted} made by python -m convert_weights (make demo writes demo_output/weights)"
+            f"no weights: pass --weights DIR or set ${WEIGHTS_ENV} (the bundled {DEFAULT_WEIGHTS} "
+            f"lacks {wanted}); for --method {method} DIR holds {wanted} made by python -m "
+            "convert_weights or hrinpaint export"
         )
     path = Path(chosen)
     missing = [name for name in need if not (path / name).is_dir()]

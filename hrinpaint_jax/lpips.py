@@ -54,6 +54,37 @@ def _unit_normalize(feat: jax.Array, eps: float = 1e-10) -> jax.Array:
     return feat / (norm + eps)
 
 
+def lpips_maps(
+    x: jax.Array,
+    y: jax.Array,
+    params: dict[str, Any] | None = None,
+    *,
+    value_range: tuple[float, float] = (0.0, 1.0),
+) -> dict[str, jax.Array]:
+    """Per-layer LPIPS distance maps: {layer: (N, h_l, w_l)} at each layer's own resolution
+    (``lpips`` is the sum over layers of their spatial means). Arguments as ``lpips``."""
+    if params is None:
+        params = load_lpips_params()
+    low, high = value_range
+    shift = jnp.asarray(_SHIFT, jnp.float32)
+    scale = jnp.asarray(_SCALE, jnp.float32)
+
+    def features(images):
+        images = (jnp.asarray(images, jnp.float32) - low) * (2.0 / (high - low)) - 1.0
+        return VGG16(outputs=LPIPS_LAYERS).apply({"params": params["vgg"]}, (images - shift) / scale)
+
+    # x and y go through one compiled loop body (lax.map) so that identical images give bit-identical
+    # features whatever XLA does (a concatenated batch is not rounded identically per entry).
+    feats = jax.lax.map(features, jnp.stack([jnp.asarray(x), jnp.asarray(y)]))
+    maps = {}
+    for name in LPIPS_LAYERS:
+        diff = (_unit_normalize(feats[name][0]) - _unit_normalize(feats[name][1])) ** 2
+        # Multiply-and-sum, not ``diff @ lin``: XLA fuses the dot's operand differently and
+        # LPIPS(x, x) comes out as ~1e-16 instead of 0.
+        maps[name] = jnp.sum(diff * params["lin"][name], axis=-1)
+    return maps
+
+
 def lpips(
     x: jax.Array,
     y: jax.Array,
@@ -72,25 +103,28 @@ def lpips(
     Returns:
       (N,) float32 distances.
     """
-    if params is None:
-        params = load_lpips_params()
-    low, high = value_range
-    shift = jnp.asarray(_SHIFT, jnp.float32)
-    scale = jnp.asarray(_SCALE, jnp.float32)
+    return lpips_from_maps(lpips_maps(x, y, params, value_range=value_range))
 
-    def features(images):
-        images = (jnp.asarray(images, jnp.float32) - low) * (2.0 / (high - low)) - 1.0
-        return VGG16(outputs=LPIPS_LAYERS).apply({"params": params["vgg"]}, (images - shift) / scale)
 
-    # x and y go through one compiled loop body (lax.map) so that identical images give bit-identical
-    # features whatever XLA does (a concatenated batch is not rounded identically per entry).
-    feats = jax.lax.map(features, jnp.stack([jnp.asarray(x), jnp.asarray(y)]))
-    feats_x = {k: v[0] for k, v in feats.items()}
-    feats_y = {k: v[1] for k, v in feats.items()}
-    total = jnp.zeros((jnp.shape(x)[0],), jnp.float32)
+def lpips_from_maps(maps: dict[str, jax.Array]) -> jax.Array:
+    """LPIPS from ``lpips_maps``: the sum over layers of each map's spatial mean."""
+    total = 0.0
     for name in LPIPS_LAYERS:
-        diff = (_unit_normalize(feats_x[name]) - _unit_normalize(feats_y[name])) ** 2
-        # Multiply-and-sum, not ``diff @ lin``: XLA fuses the dot's operand differently and
-        # LPIPS(x, x) comes out as ~1e-16 instead of 0.
-        total = total + jnp.mean(jnp.sum(diff * params["lin"][name], axis=-1), axis=(1, 2))
+        total = total + jnp.mean(maps[name], axis=(1, 2))
+    return total
+
+
+def hole_lpips_from_maps(maps: dict[str, jax.Array], hole: jax.Array) -> jax.Array:
+    """LPIPS restricted to a region: per layer, the mean of the distance map weighted by the hole's
+    coverage of each map cell (the (N, H, W, 1) hole box-filtered to the layer's resolution), summed
+    over layers. With an all-ones hole it equals ``lpips``; images with no hole give 0."""
+    total = 0.0
+    for name in LPIPS_LAYERS:
+        dist = maps[name]
+        n, h, w = dist.shape
+        weight = jax.image.resize(jnp.asarray(hole, jnp.float32)[..., 0], (n, h, w), "linear",
+                                  antialias=True)  # fmt: skip
+        weight = jnp.clip(weight, 0.0, 1.0)
+        area = jnp.sum(weight, axis=(1, 2))
+        total = total + jnp.sum(dist * weight, axis=(1, 2)) / jnp.maximum(area, 1e-12)
     return total

@@ -50,7 +50,7 @@ BAND_NAMES = ("high", "mid", "low")  # 2-level Laplacian pyramid: L0, L1 and the
 
 # Metric names understood by ``compute_metrics``. Whole-image metrics first, then hole-only ones.
 WHOLE_METRICS = ("l1", "l1_255", "psnr", "ssim", "ms_ssim", "lpips", "band_ssim")
-HOLE_METRICS = ("hole_l1", "hole_l1_255", "hole_psnr", "hole_ssim")
+HOLE_METRICS = ("hole_l1", "hole_l1_255", "hole_psnr", "hole_ssim", "hole_lpips")
 # Direction of each reported column: True when larger is better.
 HIGHER_IS_BETTER = {
     "l1": False,
@@ -66,6 +66,7 @@ HIGHER_IS_BETTER = {
     "hole_l1_255": False,
     "hole_psnr": True,
     "hole_ssim": True,
+    "hole_lpips": False,
 }
 
 
@@ -384,7 +385,7 @@ def metric_min_size(name: str) -> int:
         return ms_ssim_min_size()
     if name == "band_ssim":
         return (SSIM_FILTER_SIZE - 1) * 4 + 1
-    if name == "lpips":
+    if name in ("lpips", "hole_lpips"):
         return 16
     if name in ("ssim", "hole_ssim"):
         return SSIM_FILTER_SIZE
@@ -405,6 +406,11 @@ def compute_metrics(pred, target, hole, lpips_params=None, *, names: tuple[str, 
       {column: (N,) float32} with the columns of ``metric_columns(names)``.
     """
     out = {}
+    maps = None
+    if "lpips" in names or "hole_lpips" in names:  # one VGG pass serves both
+        from hrinpaint_jax.lpips import lpips_maps
+
+        maps = lpips_maps(_as_float(pred), _as_float(target), lpips_params)
     for name in names:
         if name == "l1":
             out[name] = mean_l1(pred, target)
@@ -417,7 +423,13 @@ def compute_metrics(pred, target, hole, lpips_params=None, *, names: tuple[str, 
         elif name == "ms_ssim":
             out[name] = ms_ssim(pred, target)
         elif name == "lpips":
-            out[name] = lpips(pred, target, lpips_params)
+            from hrinpaint_jax.lpips import lpips_from_maps
+
+            out[name] = lpips_from_maps(maps)
+        elif name == "hole_lpips":
+            from hrinpaint_jax.lpips import hole_lpips_from_maps
+
+            out[name] = hole_lpips_from_maps(maps, hole)
         elif name == "band_ssim":
             bands = band_ssim(pred, target)
             for i, band in enumerate(BAND_NAMES):

@@ -136,12 +136,23 @@ def _hashable(kwargs: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
 
+STORAGE_DTYPES = ("float32", "float16", "bfloat16")
+
+
 def export_weights(
-    workdir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False
+    workdir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    overwrite: bool = False,
+    dtype: str = "float32",
 ) -> str:
     """Writes the latest trained generator of ``workdir`` as a weights directory that
     ``hrinpaint inpaint --weights`` and ``load_pretrained`` read (DFNet, refinement U-Net or the
-    whole Zoom-to-Inpaint model with its discriminator)."""
+    whole Zoom-to-Inpaint model with its discriminator).
+
+    ``dtype`` is the storage type of the floating-point arrays: float16 / bfloat16 halve the size;
+    ``load_pretrained`` always restores float32 (orbax casts on read)."""
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
     from ml_collections import ConfigDict
 
     from hrinpaint_jax.checkpoints import save_pretrained
@@ -154,8 +165,16 @@ def export_weights(
     if "d" in tree:  # ZTI: the discriminator lives in the same weights directory
         params["discriminator"] = tree["d"]["params"]
         model_state["spectral"] = {"discriminator": tree["d"]["model_state"]["spectral"]}
-    meta = {"source": os.path.abspath(os.fspath(workdir)), "step": int(step), "task": saved["task"]}
-    return save_pretrained(out_dir, name, {"params": params, **model_state}, kwargs, meta, overwrite)
+    meta = {"source": os.path.basename(os.path.abspath(os.fspath(workdir))), "step": int(step),
+            "task": saved["task"], "storage_dtype": dtype}  # fmt: skip
+    variables = {"params": params, **model_state}
+    if dtype != "float32":
+        store = jnp.dtype(dtype)
+        variables = jax.tree.map(
+            lambda x: np.asarray(x).astype(store) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+            variables,
+        )
+    return save_pretrained(out_dir, name, variables, kwargs, meta, overwrite)
 
 
 def _flat(tree) -> dict[tuple[str, ...], Any]:

@@ -5,7 +5,9 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
+from PIL import Image
 
 from configs.default import get_config
 from hrinpaint_jax.cli import main as cli_main
@@ -68,7 +70,9 @@ def test_info_prints_metadata(converted, capsys):
     assert "weights directory not found" in capsys.readouterr().err
 
 
-def test_demo_runs_end_to_end(tmp_path, capsys):
+def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    """make demo: both methods with the bundled weights on both bundled photos."""
+    monkeypatch.delenv("HRINPAINT_WEIGHTS", raising=False)
     assert cli_main(["demo", "--out", str(tmp_path), "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     for method in ("two_stage", "zoom"):
@@ -78,7 +82,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 
     with Image.open(tmp_path / "demo_strip.png") as im:
         assert im.size == (4 * 600, 400 + 512)  # before | mask | two_stage | zoom, one row per photo
-    for name in ("coffee_zoom.png", "astronaut_two_stage.png", "weights/dfnet", "weights/zoom"):
+    for name in ("coffee_zoom.png", "astronaut_two_stage.png", "coffee_mask.png"):
         assert (tmp_path / name).exists()
     # A file where the output folder should be: one line, exit 2.
     (tmp_path / "file").write_text("x")
@@ -112,3 +116,32 @@ def test_cpu_flag_tuning_respects_the_user():
     assert not tune_cpu_flags(user) and user["XLA_FLAGS"].endswith("=foo")
     off = {"HRINPAINT_XLA_TUNING": "0"}
     assert not tune_cpu_flags(off) and "XLA_FLAGS" not in off
+
+
+def test_bundled_weights_are_the_default(tmp_path, monkeypatch, capsys):
+    """No --weights and no $HRINPAINT_WEIGHTS: the bundled trained models (float16 on disk, float32
+    in memory); without them the error says how to get weights."""
+    import numpy as np
+
+    from hrinpaint_jax import inpaint
+    from hrinpaint_jax.checkpoints import load_pretrained, read_metadata
+
+    monkeypatch.delenv("HRINPAINT_WEIGHTS", raising=False)
+    for name in ("dfnet", "shift_refine", "zoom"):
+        meta = read_metadata(inpaint.DEFAULT_WEIGHTS / name)
+        assert meta["storage_dtype"] == "float16" and meta["task"], meta
+    _, variables, _ = load_pretrained(inpaint.DEFAULT_WEIGHTS / "dfnet")
+    assert {x.dtype for x in jax.tree.leaves(variables)} == {np.dtype("float32")}
+    photo = tmp_path / "in.png"
+    Image.fromarray(np.full((64, 96, 3), 120, np.uint8)).save(photo)
+    hole = np.zeros((64, 96), np.uint8)
+    hole[20:40, 30:60] = 255
+    Image.fromarray(hole).save(tmp_path / "mask.png")
+    for method in ("two_stage", "zoom"):
+        out = tmp_path / f"out_{method}.png"
+        argv = ["inpaint", "--image", str(photo), "--mask", str(tmp_path / "mask.png"),
+                "--output", str(out), "--method", method]  # fmt: skip
+        assert cli_main(argv) == 0 and out.exists()
+    monkeypatch.setattr(inpaint, "DEFAULT_WEIGHTS", tmp_path / "none")
+    assert cli_main(argv[:-2] + ["--overwrite"]) == 2
+    assert "no weights: pass --weights DIR" in capsys.readouterr().err

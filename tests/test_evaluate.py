@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import eval_ablation, eval_twostage_multires, eval_zoom
+from configs import eval_ablation, eval_gate, eval_twostage_multires, eval_zoom
 from hrinpaint_jax import evaluation as E
 from hrinpaint_jax import metrics as M
 from hrinpaint_jax.image_io import InputError
@@ -152,6 +152,34 @@ def test_zoom_protocol_and_ablation_variants(zoom_weights, tmp_path):
     want = zoom_forward(zoom.model, zoom.variables, image, hole)["final"]
     got = E.zoom_variant_forward(zoom.model, zoom.variables, image, hole, variant="sr")
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_gate_protocol_runs_zoom_at_its_size_and_measures_hole_lpips(tmp_path, monkeypatch):
+    """configs/eval_gate.py (shrunk): OpenCV at the native size, zoom at its own working size
+    (zoom.run_at) with the bundled weights, hole LPIPS next to the whole-image LPIPS."""
+    monkeypatch.delenv("HRINPAINT_WEIGHTS", raising=False)
+    config = eval_gate.get_config()
+    config.data.source, config.data.size = "samples", 96
+    config.resolutions = (96,)
+    config.zoom.test_size = 64
+    config.methods = ("zoom", "opencv_telea")
+    config.masks.kinds = ("centre",)
+    config.metrics = ("psnr", "lpips")
+    config.report.table_metrics = ("hole_psnr", "hole_lpips", "lpips")
+    config.progress = False
+    messages = []
+    E.run_evaluation(config, tmp_path, log=messages.append)
+    assert any("native (Zoom-to-Inpaint: training size, 64 px)" in m for m in messages), messages
+    assert E.method_run_at(config, "zoom") == "training_size"
+    assert E.method_run_at(config, "opencv_telea") == "native"
+    rows = read_csv(tmp_path / "per_image.csv")
+    assert {r["method"] for r in rows} == {"zoom", "opencv_telea"}
+    for r in rows:
+        # The fill differs from the truth only in the hole, so most of LPIPS is inside it.
+        assert float(r["hole_lpips"]) > float(r["lpips"]) > 0, r
+    config.zoom.run_at = "sideways"
+    with pytest.raises(InputError, match="config.zoom.run_at must be"):
+        E.run_evaluation(config, tmp_path / "bad", log=quiet([]))
 
 
 def test_folder_input_is_deterministic_and_batches_compile_once(tmp_path):

@@ -152,3 +152,26 @@ def test_lpips_column_is_the_packages_lpips():
     want = jax.jit(lpips)(x[:1], y[:1], params)
     np.testing.assert_allclose(got[:1], want, rtol=1e-5)
     assert abs(float(got[1])) < 1e-6  # identical images
+
+
+def test_hole_lpips_weights_the_distance_maps_by_the_hole():
+    """hole_lpips: all-ones hole = LPIPS; no hole = 0; a change far outside the hole barely counts
+    while the same change inside it counts fully (one VGG pass serves both columns)."""
+    from hrinpaint_jax.lpips import load_lpips_params
+
+    params = load_lpips_params()
+    rng = np.random.default_rng(3)
+    target = rng.uniform(size=(1, 64, 64, 3)).astype(np.float32)
+    changed = target.copy()
+    changed[:, :, :16] = rng.uniform(size=(1, 64, 16, 3))  # left quarter replaced
+    preds = np.concatenate([changed, changed, changed, changed])
+    targets = np.concatenate([target] * 4)
+    holes = np.zeros((4, 64, 64, 1), np.float32)
+    holes[0] = 1.0  # whole image
+    holes[2, :, 48:] = 1.0  # right quarter: unchanged pixels
+    holes[3, :, :16] = 1.0  # left quarter: the changed pixels
+    out = M.compute_metrics(preds, targets, holes, params, names=("lpips", "hole_lpips"))
+    whole, hole = np.asarray(out["lpips"]), np.asarray(out["hole_lpips"])
+    np.testing.assert_allclose(hole[0], whole[0], rtol=1e-5)
+    assert hole[1] == 0.0
+    assert hole[2] < 0.2 * whole[2] and hole[3] > 2.0 * whole[3], (hole, whole)

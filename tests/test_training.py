@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from flax import jax_utils, traverse_util
 
-from configs import tiny
+from configs import ours, tiny
 from hrinpaint_jax import parallel, train_lib
 from hrinpaint_jax.tasks import TASKS
 
@@ -141,7 +141,7 @@ def test_every_config_is_exercised():
         p.read_text() for p in (REPO / "tests").glob("test_*.py") if p.name != "test_training.py"
     )
     for name in CONFIGS:
-        if name in TRAINING_CONFIGS or name in ("tiny", "demo"):
+        if name in TRAINING_CONFIGS or name in ("tiny", "demo", "ours"):
             continue
         assert re.search(rf"\b{name}\b", others), f"configs/{name}.py is not tested"
     assert set(tiny.STAGES) == set(TASKS)
@@ -173,6 +173,28 @@ def test_training_config_traces_at_full_size(name, converted):
     assert jax.tree.map(lambda x: x.shape[1:], new["g"].params) == jax.tree.map(
         lambda x: x.shape, states["g"].params
     )
+
+
+@pytest.mark.parametrize("stage", ours.STAGES)
+def test_our_recipe_traces_and_chains_its_stages(stage, converted):
+    """configs/ours.py (the shipped models' recipe): every stage builds its task and traces one
+    step at its sizes; a stage starts only from earlier stages' workdirs."""
+    config = ours.get_config(stage)
+    assert config.num_train_steps == ours.STEPS[stage] > max(config.optim.boundaries)
+    earlier = ours.STAGES[: ours.STAGES.index(stage)]
+    sources = [s.split("=")[-1] for s in config.init_from.split(",") if s]
+    if config.task == "shift_refine":
+        sources.append(config.refine.stage1_weights)
+        config.refine.stage1_weights = str(converted["dfnet"])
+    assert all(src.startswith(ours.RUNS + "/") and src.split("/")[-1] in earlier for src in sources)
+    task = TASKS[config.task](config)
+    states = jax.eval_shape(task.init_states, jax.random.key(0))
+    batch = task.example_batch(1, config.data.global_batch_size)
+    add = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype), t)  # noqa: E731
+    rng = jax.ShapeDtypeStruct((1,), jax.random.key(0).dtype)
+    step = jax.vmap(task.train_step, axis_name=parallel.AXIS)
+    _, metrics = jax.eval_shape(step, add(states), add(task.frozen()), batch, rng)
+    assert metrics["loss"].shape == (1,)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,40 @@
+"""The quality gate of our own trained models (``configs/ours.py``, the bundled default weights) on
+the six held-out photos (``hrinpaint_jax/photos.py:HOLDOUT``, never trained on).
+
+Every photo is centre-cropped to a square and resized to a 2048 px master; the 1024 px images are
+nearest-neighbour downsamples of it (seed-000's rule). Masks: a centred square a third of the side
+(seed-000) and Zoom-to-Inpaint's seeded large strokes. Metrics inside the hole (PSNR, SSIM, LPIPS)
+and on the whole image (the papers' L1 / PSNR / SSIM, and MS-SSIM / LPIPS of Zoom-to-Inpaint).
+
+The two-stage pipeline, its stage 1 alone (upscaled: ``dfnet_only``) and OpenCV run at the full
+resolution; Zoom-to-Inpaint, a 512-px model like DFNet, runs on the image resized to 512 and its
+fill is resized back into the hole (``zoom.run_at``); ``zoom_no_zoom`` is the same checkpoint with
+the SR zoom switched off (refinement at 512, see ``configs/eval_ablation.py``).
+
+    python evaluate.py --config configs/eval_gate.py --workdir results/gate
+    python evaluate.py --config configs/eval_gate.py --workdir results/gate_1024 \\
+        --config.resolutions='(1024,)'
+"""
+
+from configs import eval_zoom
+
+
+def get_config():
+    config = eval_zoom.get_config()
+    config.protocol = "gate"
+    config.data.source = "folder:data/photos/holdout"
+    config.data.size = 2048
+    config.masks.kinds = ("centre", "large")
+    config.resolutions = (1024, 2048)
+    config.downsample = "nearest"
+    config.run_at = "native"
+    config.zoom.run_at = "training_size"
+    config.zoom.test_size = 512
+    config.methods = ("two_stage", "dfnet_only", "zoom", "zoom_no_zoom", "opencv_telea", "opencv_ns")
+    config.metrics = ("l1_255", "psnr", "ssim", "ms_ssim", "lpips")
+    config.hole_metrics = ("hole_psnr", "hole_ssim", "hole_lpips")
+    config.batch_size = 1
+    config.report.table_metrics = ("hole_psnr", "hole_ssim", "hole_lpips", "psnr", "ssim", "lpips")
+    config.report.num_strips = 6
+    config.report.strip_size = 320
+    return config

@@ -1,0 +1,120 @@
+"""The models shipped in ``weights/`` (the embedded default): both methods trained from scratch on
+53 real photographs, with schedules cut to the compute we had (2 CPU cores, no accelerator).
+
+``--config configs/ours.py:STAGE``, workdir ``runs/ours/STAGE``, in this order (``make train-ours``
+runs them all; a rerun resumes each from its latest checkpoint):
+
+    zoom_coarse -> zoom_sr -> zoom_refine -> zoom_joint_small -> zoom_joint_large   (Zoom-to-Inpaint)
+    dfnet -> shift_refine                                                          (two-stage)
+
+Data: ``hrinpaint prepare-photos PHOTOS data/photos`` (``hrinpaint_jax/photos.py``) leaves six photos
+out (``data/photos/holdout``, the quality gate's images) and writes the rest downscaled: random
+crops are cut from ``data/photos/small`` (shorter side 512 / 768: the scale the 512-px networks see
+at test time: DFNet, the Zoom-to-Inpaint coarse net) and ``data/photos/large`` (1024 / 1536: twice
+that, for what works above the input's scale: the shift refinement, Zoom-to-Inpaint's SR and refine
+nets, and its joint training, whose LR input is then again at the 512 scale).
+
+What differs from the papers' recipes (``configs/dfnet.py``, ``configs/zoom_*.py``), and why:
+* narrower networks: DFNet 16 -> 128 features instead of 64 -> 512; refinement U-Net 16 -> 128
+  instead of 96 -> 512; Zoom-to-Inpaint gated width 16 instead of 32, SR net 32 features x 2
+  blocks instead of 64 x 4, discriminator (32, 64, 64, 64, 64) instead of (64, 128, 256, 256, 256);
+* 256-px crops everywhere (Zoom-to-Inpaint joint: LR 128 / HR 256 instead of 256 / 512;
+  refinement patches 256 of 1024-px squares instead of 512) and batches of 4 (2 for Zoom-to-Inpaint);
+* a few hundred updates per stage instead of 10^5..10^6 (``STEPS``), Adam at 1e-3 (5e-4 for DFNet)
+  with one x0.1 step at 85 % of each stage; joint training keeps lr 1e-4 with large masks instead
+  of the paper's 1e-5 (there is far less of it);
+* the Zoom-to-Inpaint VGG loss sees 128-px resizes instead of 224 (a third of the cost).
+Each change only shrinks the computation; every loss, mask generator and the training logic are the
+papers'. To train the full models, use the paper configs with TFDS data (see the README).
+"""
+
+from configs import default
+
+STAGES = (
+    "dfnet",
+    "shift_refine",
+    "zoom_coarse",
+    "zoom_sr",
+    "zoom_refine",
+    "zoom_joint_small",
+    "zoom_joint_large",
+)
+# Updates per stage (a rerun with a larger count resumes and continues the schedule).
+STEPS = {
+    "dfnet": 500,
+    "shift_refine": 300,
+    "zoom_coarse": 500,
+    "zoom_sr": 300,
+    "zoom_refine": 300,
+    "zoom_joint_small": 120,
+    "zoom_joint_large": 200,
+}
+# Images per update: 4 for the BatchNorm networks, 2 for Zoom-to-Inpaint (more updates per FLOP).
+BATCH = {"dfnet": 4, "shift_refine": 4}
+RUNS = "runs/ours"
+SMALL, LARGE = "folder:data/photos/small", "folder:data/photos/large"
+
+
+def _common(config, stage: str):
+    config.data.global_batch_size = BATCH.get(stage, 2)
+    config.data.shuffle_buffer = 64
+    config.dfnet.base_features, config.dfnet.max_features = 16, 128
+    config.shift_refine.base_features, config.shift_refine.max_features = 16, 128
+    config.zoom.width, config.zoom.sr_features, config.zoom.sr_blocks = 16, 32, 2
+    config.zoom.disc_features = (32, 64, 64, 64, 64)
+    config.loss.vgg_input_size = 128
+    config.optim.lr = 1e-3
+    config.num_train_steps = STEPS[stage]
+    config.optim.boundaries = (int(0.85 * STEPS[stage]),)
+    config.log_every = 10
+    config.checkpoint_every = 50
+    config.keep_checkpoints = 2
+    config.sample_every = 250
+
+
+def get_config(stage: str = "zoom_joint_large"):
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+    config = default.get_config()
+    _common(config, stage)
+    data = config.data
+    data.source, data.crop_size = SMALL, 256
+    if stage == "dfnet":
+        config.task = "dfnet"
+        config.optim.lr = 5e-4
+        config.masks.kind = "irregular"
+        config.masks.min_ratio, config.masks.max_ratio = 0.05, 0.5
+    elif stage == "shift_refine":
+        config.task = "shift_refine"
+        data.source, data.crop_size = LARGE, 1024  # stage 1 sees a 512 resize, as at 1024 px
+        config.refine.patch_size = 256
+        config.refine.stage1_weights = f"{RUNS}/dfnet"
+        config.refine.stage1_faithful = True  # the path `hrinpaint inpaint` runs by default
+        config.masks.kind = "irregular"
+        config.masks.min_ratio, config.masks.max_ratio = 0.05, 0.5
+    elif stage == "zoom_sr":
+        config.task = "zoom_pretrain_sr"
+        data.source, data.lr_scale = LARGE, 2
+        config.masks.kind = "none"
+        config.loss.vgg = 0.0
+    elif stage in ("zoom_coarse", "zoom_refine"):
+        config.task = f"zoom_pretrain_{stage.split('_')[1]}"
+        if stage == "zoom_refine":
+            data.source = LARGE  # the refine net works at twice the input's scale
+        config.masks.kind = "small"
+        config.optim.eps = 1e-7
+    else:
+        config.task = "zoom_joint"
+        data.source, data.lr_scale = LARGE, 2
+        config.optim.eps = 1e-7
+        config.loss.l1, config.loss.vgg, config.loss.vgg_refine, config.loss.gan = 1.0, 0.01, 1e-5, 0.5
+        if stage == "zoom_joint_small":
+            config.masks.kind = "small"
+            config.init_from = (
+                f"coarse={RUNS}/zoom_coarse,sr={RUNS}/zoom_sr,refine={RUNS}/zoom_refine"
+            )
+        else:
+            config.masks.kind = "large"
+            config.optim.lr = 1e-4
+            config.init_from = f"{RUNS}/zoom_joint_small"
+    return config
