@@ -3,7 +3,9 @@ the six held-out photos (``hrinpaint_jax/photos.py:HOLDOUT``, never trained on).
 
 Every photo is centre-cropped to a square and resized to a 2048 px master; the 1024 px images are
 nearest-neighbour downsamples of it (seed-000's rule). Masks: a centred square a third of the side
-(seed-000) and Zoom-to-Inpaint's seeded large strokes. Metrics inside the hole (PSNR, SSIM, LPIPS)
+(seed-000) and Zoom-to-Inpaint's seeded large strokes, drawn at 256 px (the generator's scale) and
+nearest-resized, so they cover the same 15 % of the image at both sizes (drawn directly at 2048
+they would be thin lines that any diffusion fills). Metrics inside the hole (PSNR, SSIM, LPIPS)
 and on the whole image (the papers' L1 / PSNR / SSIM, and MS-SSIM / LPIPS of Zoom-to-Inpaint).
 
 The two-stage pipeline, its stage 1 alone (upscaled: ``dfnet_only``) and OpenCV run at the full
@@ -25,6 +27,7 @@ def get_config():
     config.data.source = "folder:data/photos/holdout"
     config.data.size = 2048
     config.masks.kinds = ("centre", "large")
+    config.masks.stroke_size = 256  # the generator's own scale: thick strokes at 1024 and 2048
     config.resolutions = (1024, 2048)
     config.downsample = "nearest"
     config.run_at = "native"

@@ -30,6 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.masks = ml_collections.ConfigDict()
     config.masks.kinds = ("small", "large")  # Any of 'centre', 'small', 'large', 'folder'.
+    # Strokes drawn at this side and nearest-resized to each resolution, so that they cover the same
+    # share of the image at every size (0: drawn at the evaluation size, as the ZTI protocol).
+    config.masks.stroke_size = 0
 
     config.resolutions = (256,)  # Square test sides; each is made from the master image.
     config.downsample = "nearest"  # Master -> smaller resolutions: 'nearest' (OpenCV) or 'bicubic'.

@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     curves.add_argument("workdirs", nargs="+", help="train.py --workdir folders (one panel each)")
     curves.add_argument("--out", required=True, help="PNG to write")
     curves.add_argument("--smoothing", type=float, default=0.6, help="EMA weight, 0..1 (default 0.6)")
+    curves.add_argument("--csv", default=None, help="also write every logged scalar to this CSV")
     info = sub.add_parser("info", help="print the metadata of a weights directory")
     info.add_argument("weights", help="directory written by convert_weights")
     gimp = sub.add_parser(
@@ -235,6 +236,10 @@ def main(argv=None) -> int:
             from hrinpaint_jax.curves import plot_curves
 
             print(plot_curves(args.workdirs, args.out, smoothing=args.smoothing))
+            if args.csv:
+                from hrinpaint_jax.curves import write_csv
+
+                print(write_csv(args.workdirs, args.csv))
         elif args.command == "prepare-photos":
             from hrinpaint_jax.photos import prepare_photos
 

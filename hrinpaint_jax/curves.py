@@ -45,6 +45,26 @@ def read_scalars(workdir: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.n
     return out
 
 
+def write_csv(workdirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
+    """Every logged scalar of every workdir as CSV rows ``run,tag,step,value`` (atomic write)."""
+    import csv
+
+    rows = []
+    for w in workdirs:
+        for tag, (steps, values) in sorted(read_scalars(w).items()):
+            rows += [(Path(w).name, tag, int(s), f"{v:.7g}") for s, v in zip(steps, values, strict=True)]
+
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(("run", "tag", "step", "value"))
+            writer.writerows(rows)
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(out, write)
+
+
 def _ema(values: np.ndarray, weight: float) -> np.ndarray:
     out, acc = np.empty_like(values), values[0]
     for i, v in enumerate(values):  # a few thousand points at most

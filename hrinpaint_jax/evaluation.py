@@ -255,15 +255,20 @@ def image_at(image: EvalImage, size: int, downsample: str) -> np.ndarray:
     return make_master(image.master, size)
 
 
-def hole_at(image: EvalImage, index: int, size: int, kind: str, seed: int) -> np.ndarray:
-    """The test hole: [size, size] float32, 1 = hole."""
+def hole_at(
+    image: EvalImage, index: int, size: int, kind: str, seed: int, stroke_size: int = 0
+) -> np.ndarray:
+    """The test hole: [size, size] float32, 1 = hole. Strokes are drawn at ``stroke_size`` and
+    nearest-resized to ``size`` (0: drawn at ``size``, the ZTI protocol)."""
     from hrinpaint_jax.masks import centre_square_mask, random_stroke_mask
 
     if kind == "centre":
         return centre_square_mask(size, size)
     if kind in ("small", "large"):
         # The ZTI validation masks: the reference's seeded generator, one seed per image.
-        return random_stroke_mask(size, size, kind, seed=seed + index)
+        drawn = stroke_size or size
+        strokes = random_stroke_mask(drawn, drawn, kind, seed=seed + index)
+        return strokes if drawn == size else _nearest_cv2(strokes, size).astype(np.float32)
     return _nearest_cv2(image.hole, size).astype(np.float32)
 
 
@@ -755,7 +760,10 @@ def run_evaluation(config, workdir: str | os.PathLike, log: Callable[[str], None
                 chunk = list(range(first, min(first + batch, len(images))))
                 targets = np.stack([image_at(images[i], size, config.downsample) for i in chunk])
                 targets = targets.astype(np.float32) / 255.0
-                holes = np.stack([hole_at(images[i], i, size, kind, config.seed) for i in chunk])
+                stroke_size = config.masks.get("stroke_size", 0)
+                holes = np.stack(
+                    [hole_at(images[i], i, size, kind, config.seed, stroke_size) for i in chunk]
+                )
                 holes = holes[..., None].astype(np.float32)
                 outputs = {}
                 for method in methods:

@@ -87,7 +87,8 @@ def install_plugin(
     Args:
       gimp_dir: GIMP 3 profile folder (default :func:`gimp_profile_dir`).
       python: the project's interpreter the plug-in runs (default this one).
-      weights: default weights folder of the dialog (default ``$HRINPAINT_WEIGHTS``, else none).
+      weights: default weights folder of the dialog (default ``$HRINPAINT_WEIGHTS``, else the
+        bundled weights).
       link: symlink the plug-in files to this checkout (edits take effect at GIMP's next start)
         instead of copying them.
     """
@@ -99,6 +100,12 @@ def install_plugin(
         )
     python = _check_python(python or sys.executable)
     weights = weights or environ.get("HRINPAINT_WEIGHTS") or ""
+    if not weights:
+        from hrinpaint_jax.inpaint import DEFAULT_WEIGHTS
+
+        # The bundled models (all three subfolders), when this install has them.
+        if all((DEFAULT_WEIGHTS / n).is_dir() for n in ("dfnet", "shift_refine", "zoom")):
+            weights = str(DEFAULT_WEIGHTS)
     if weights:
         if not Path(weights).is_dir():
             raise InputError(f"--weights {weights} is not a folder")

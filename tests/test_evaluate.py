@@ -177,6 +177,11 @@ def test_gate_protocol_runs_zoom_at_its_size_and_measures_hole_lpips(tmp_path, m
     for r in rows:
         # The fill differs from the truth only in the hole, so most of LPIPS is inside it.
         assert float(r["hole_lpips"]) > float(r["lpips"]) > 0, r
+    # Strokes drawn at masks.stroke_size and nearest-resized cover the same share at every size.
+    small = E.hole_at(None, 0, 64, "large", 0)
+    big = E.hole_at(None, 0, 256, "large", 0, stroke_size=64)
+    np.testing.assert_array_equal(big[::4, ::4], small)
+    assert big.mean() == small.mean() > 0
     config.zoom.run_at = "sideways"
     with pytest.raises(InputError, match="config.zoom.run_at must be"):
         E.run_evaluation(config, tmp_path / "bad", log=quiet([]))

@@ -52,9 +52,12 @@ def test_plot_curves_reads_the_training_logs(tmp_path, capsys):
     np.testing.assert_array_equal(scalars["l1"][0], [10, 20, 30])
     np.testing.assert_allclose(scalars["total"][1], [0.2, 0.1, 2.0 / 30], rtol=1e-6)
     png = tmp_path / "curves.png"
-    assert cli_main(["plot-curves", str(run), "--out", str(png)]) == 0
+    table = tmp_path / "scalars.csv"
+    assert cli_main(["plot-curves", str(run), "--out", str(png), "--csv", str(table)]) == 0
     with Image.open(png) as im:
         assert im.size[0] > 300 and im.size[1] > 200
+    lines = table.read_text().splitlines()
+    assert lines[0] == "run,tag,step,value" and "run,l1,20,0.05" in lines and len(lines) == 10
     (tmp_path / "empty").mkdir()
     assert cli_main(["plot-curves", str(tmp_path / "empty"), "--out", str(tmp_path / "x.png")]) == 2
     assert "no TensorBoard event files in" in capsys.readouterr().err
