@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Zoom-to-Inpaint (Kim et al.), run at the image's own resolution",
     )
     inp.add_argument(
+        "--zoom-size",
+        default="auto",
+        help="zoom only: run on the image shrunk to this longer side and paste the fill back "
+        "(auto: the size recorded with the weights, e.g. 512 for the bundled model; 0: the "
+        "image's own resolution)",
+    )
+    inp.add_argument(
         "--hole-value",
         default="white",
         choices=["white", "black"],
@@ -126,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["float32", "float16", "bfloat16"],
         help="storage type of the weights (loaded back as float32; default float32)",
     )
+    export.add_argument(
+        "--work-size",
+        type=int,
+        default=None,
+        help="zoom only: record the longer image side the model runs at (--zoom-size auto)",
+    )
     photos = sub.add_parser(
         "prepare-photos",
         help="split photos into a held-out set and downscaled training folders (configs/ours.py)",
@@ -195,6 +208,13 @@ def main(argv=None) -> int:
 
             if args.tile_size is not None and (args.tile_size <= 0 or args.tile_size % 256):
                 raise ValueError(f"--tile-size must be a positive multiple of 256, got {args.tile_size}")
+            zoom_size = args.zoom_size
+            if zoom_size != "auto":
+                if not zoom_size.isdigit() or 0 < int(zoom_size) < 16:
+                    raise ValueError(f"--zoom-size must be auto, 0 or >= 16, got {zoom_size}")
+                zoom_size = int(zoom_size)
+            if args.method != "zoom" and args.zoom_size != "auto":
+                raise ValueError("--zoom-size: only for --method zoom")
             if args.method == "zoom":
                 used = [
                     flag
@@ -221,6 +241,7 @@ def main(argv=None) -> int:
                 memory_budget_gb=args.memory_budget
                 if args.memory_budget is not None
                 else default_memory_budget_gb(),
+                zoom_size=zoom_size,
             )
         elif args.command == "info":
             from hrinpaint_jax.checkpoints import read_metadata
@@ -231,7 +252,8 @@ def main(argv=None) -> int:
 
             if not is_workdir(args.workdir):
                 raise ValueError(f"{args.workdir} is not a train.py workdir (no checkpoints/ inside)")
-            print(export_weights(args.workdir, args.output, overwrite=args.overwrite, dtype=args.dtype))
+            print(export_weights(args.workdir, args.output, overwrite=args.overwrite, dtype=args.dtype,
+                                 work_size=args.work_size))  # fmt: skip
         elif args.command == "plot-curves":
             from hrinpaint_jax.curves import plot_curves
 

@@ -94,6 +94,7 @@ def load_inpainter(
     tile_size: int | None = None,
     memory_budget_gb: float | None = None,
     method: str = "two_stage",
+    zoom_size: int | str | None = "auto",
 ):
     """Loads the method's networks: a ``TwoStageInpainter`` or a ``ZoomInpainter`` (both are called
     as ``inpainter(rgb_uint8, mask_uint8_255_is_hole) -> rgb_uint8``)."""
@@ -105,7 +106,9 @@ def load_inpainter(
         from hrinpaint_jax.pipelines.zoom import ZoomInpainter
 
         try:
-            return ZoomInpainter.from_pretrained(path / "zoom", memory_budget_gb=memory_budget_gb)
+            return ZoomInpainter.from_pretrained(
+                path / "zoom", memory_budget_gb=memory_budget_gb, work_size=zoom_size
+            )
         except CheckpointError as e:
             raise InputError(str(e)) from None
     try:
@@ -211,6 +214,7 @@ def run_inpaint(
     tile_size: int | None = None,
     memory_budget_gb: float | None = None,
     log: Callable[[str], None] | None = None,
+    zoom_size: int | str | None = "auto",
 ) -> int:
     """The command: returns the exit code (0 all done, 2 if anything failed)."""
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
@@ -223,7 +227,9 @@ def run_inpaint(
         if mask_p.is_dir():
             raise InputError(f"--image is a file but --mask is a folder: {mask_p}")
         image, hole = prepare_pair(image_p, mask_p, output_p, mask_options, overwrite, warn)
-        inpainter = load_inpainter(weights, faithful, hole_local, tile_size, memory_budget_gb, method)
+        inpainter = load_inpainter(
+            weights, faithful, hole_local, tile_size, memory_budget_gb, method, zoom_size
+        )
         status = fill_and_write(inpainter, image, hole, output_p, overwrite)
         log(f"{output_p}: {status} ({time.perf_counter() - start:.1f} s)")
         return 0
@@ -237,7 +243,9 @@ def run_inpaint(
     pairs = list(_pairs(image_p, mask_p, output_p))
     if not pairs:
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {image_p}")
-    inpainter = load_inpainter(weights, faithful, hole_local, tile_size, memory_budget_gb, method)
+    inpainter = load_inpainter(
+        weights, faithful, hole_local, tile_size, memory_budget_gb, method, zoom_size
+    )
     from tqdm import tqdm
 
     failures, done = [], 0

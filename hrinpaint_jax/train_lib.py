@@ -144,13 +144,15 @@ def export_weights(
     out_dir: str | os.PathLike,
     overwrite: bool = False,
     dtype: str = "float32",
+    work_size: int | None = None,
 ) -> str:
     """Writes the latest trained generator of ``workdir`` as a weights directory that
     ``hrinpaint inpaint --weights`` and ``load_pretrained`` read (DFNet, refinement U-Net or the
     whole Zoom-to-Inpaint model with its discriminator).
 
     ``dtype`` is the storage type of the floating-point arrays: float16 / bfloat16 halve the size;
-    ``load_pretrained`` always restores float32 (orbax casts on read)."""
+    ``load_pretrained`` always restores float32 (orbax casts on read). ``work_size`` (Zoom-to-Inpaint
+    only) records the longer image side the model should run at (``ZoomInpainter``)."""
     if dtype not in STORAGE_DTYPES:
         raise ValueError(f"storage dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
     from ml_collections import ConfigDict
@@ -167,6 +169,10 @@ def export_weights(
         model_state["spectral"] = {"discriminator": tree["d"]["model_state"]["spectral"]}
     meta = {"source": os.path.basename(os.path.abspath(os.fspath(workdir))), "step": int(step),
             "task": saved["task"], "storage_dtype": dtype}  # fmt: skip
+    if work_size:
+        if name != "zoom":
+            raise ValueError(f"a work size is for Zoom-to-Inpaint weights, not {name}")
+        meta["work_size"] = int(work_size)
     variables = {"params": params, **model_state}
     if dtype != "float32":
         store = jnp.dtype(dtype)

@@ -116,6 +116,32 @@ def test_cli_zoom_rejections(weights, tmp_path, capsys, extra, message):
     assert not (tmp_path / "out.png").exists()
 
 
+def test_work_size_runs_shrunk_and_pastes_the_fill_back(inpainter, tmp_path, capsys, weights):
+    """ZoomInpainter(work_size=N): a larger image runs at longer side N (the hole grown to cover
+    every touched pixel) and only the hole changes; a smaller one runs natively; the CLI's
+    --zoom-size picks it (auto = the size recorded with the weights, absent for these)."""
+    image, mask = photo(72, 96, seed=5), hole_mask(72, 96, 20, 30, 50, 70)
+    shrunk = ZoomInpainter(inpainter.model, inpainter.variables, work_size=48)
+    out, stages = shrunk(image, mask, return_stages=True)
+    assert out.shape == image.shape and stages["final"].shape == (1, 36, 48, 3)
+    known = mask == 0
+    np.testing.assert_array_equal(out[known], image[known])
+    assert (out[~known] != image[~known]).any()
+    native = ZoomInpainter(inpainter.model, inpainter.variables, work_size=128)
+    np.testing.assert_array_equal(native(image, mask), inpainter(image, mask))
+    assert ZoomInpainter.from_pretrained(weights / "zoom").work_size is None  # no recorded size
+    with pytest.raises(ValueError, match="work_size must be >= 16"):
+        ZoomInpainter(inpainter.model, inpainter.variables, work_size=8)
+    Image.fromarray(image).save(tmp_path / "in.png")
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    src, hole = tmp_path / "in.png", tmp_path / "m.png"
+    assert run(weights, src, hole, tmp_path / "o.png", "--zoom-size", "48") == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), out)
+    assert run(weights, src, hole, tmp_path / "p.png", "--zoom-size", "8") == 2
+    assert "--zoom-size must be auto, 0 or >= 16, got 8" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
+
+
 def test_cli_zoom_needs_zoom_weights(converted, tmp_path, capsys):
     (tmp_path / "w").mkdir()
     os.symlink(converted["dfnet"], tmp_path / "w" / "dfnet")

@@ -17,6 +17,12 @@ multiples of 8, so the image and the mask are padded at the bottom/right to mult
 **edge replication** (a hole touching the border stays a hole in the padding; known edges continue),
 and the result is cropped back. ``reference_test`` reproduces the 256x256 protocol itself
 (the evaluation protocol of the paper).
+
+``ZoomInpainter(work_size=N)`` runs instead on the image shrunk so that its longer side is N (TF
+bicubic antialias; a pixel is a hole there if any hole pixel falls under it) and pastes the fill,
+resized back, into the hole; known pixels stay exact. Models trained at one scale (ours: photos seen
+at 512 px, ``configs/ours.py``) record it as ``work_size`` in their metadata, and
+``from_pretrained`` uses it unless told otherwise.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrinpaint_jax.ops.resize import resize_bicubic_tf
+from hrinpaint_jax.ops.resize import resize_bicubic_tf, resize_bilinear_tf
 
 TEST_SIZE = 256  # test.py's working resolution
 # Memory model of estimate_zoom_gb (GB, and GB per refinement megapixel).
@@ -117,19 +123,33 @@ class ZoomInpainter:
     Call with a uint8 RGB image and a uint8 mask (255 = hole), like ``TwoStageInpainter``.
     """
 
-    def __init__(self, model, variables, memory_budget_gb: float | None = None):
+    def __init__(
+        self, model, variables, memory_budget_gb: float | None = None, work_size: int | None = None
+    ):
+        if work_size is not None and work_size < 16:
+            raise ValueError(f"work_size must be >= 16 (or None: native), got {work_size}")
         self.model = model
         self.variables = variables
         self.multiple = pad_multiple(model.sr_scale)
         self.memory_budget_gb = memory_budget_gb
+        self.work_size = work_size
 
     @classmethod
     def from_pretrained(
-        cls, directory, memory_budget_gb: float | None = None, **model_overrides
+        cls,
+        directory,
+        memory_budget_gb: float | None = None,
+        work_size: int | None | str = "auto",
+        **model_overrides,
     ) -> ZoomInpainter:
+        """Loads a weights directory; ``work_size='auto'`` takes the one recorded in its metadata
+        (None, i.e. native resolution, when there is none), 0 or None forces native."""
         from hrinpaint_jax.checkpoints import load_pretrained
 
         model, variables, meta = load_pretrained(directory, **model_overrides)
+        if work_size == "auto":
+            work_size = meta.get("work_size")
+        work_size = int(work_size) if work_size else None
         if meta["model"] != "zoom":
             raise ValueError(f"{directory} holds {meta['model']} weights, expected zoom")
         # Inference needs only the generators; drop the discriminator's arrays.
@@ -138,7 +158,7 @@ class ZoomInpainter:
             for col, tree in variables.items()
             if col != "spectral"
         }
-        return cls(model, variables, memory_budget_gb)
+        return cls(model, variables, memory_budget_gb, work_size)
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         m = self.multiple
@@ -160,6 +180,8 @@ class ZoomInpainter:
         if mask.shape != image.shape[:2] or mask.dtype != np.uint8:
             raise ValueError(f"mask must be uint8 {image.shape[:2]}, got {mask.dtype} {mask.shape}")
         height, width = image.shape[:2]
+        if self.work_size is not None and max(height, width) > self.work_size:
+            return self._at_work_size(image, mask, return_stages)
         hp, wp = self.padded_size(height, width)
         need = estimate_zoom_gb(hp, wp, self.model.sr_scale)
         if self.memory_budget_gb is not None and need > self.memory_budget_gb:
@@ -173,4 +195,25 @@ class ZoomInpainter:
         mask_f = np.pad(mask, pad, mode="edge").astype(np.float32)[..., None] / 255.0
         stages = zoom_forward(self.model, self.variables, image_f[None], mask_f[None])
         result = to_uint8_truncate(stages["final"][0, :height, :width])
+        return (result, stages) if return_stages else result
+
+    def _at_work_size(self, image: np.ndarray, mask: np.ndarray, return_stages: bool):
+        """Runs at ``work_size`` (longer side) and pastes the fill, resized back, into the hole."""
+        height, width = image.shape[:2]
+        scale = self.work_size / max(height, width)
+        size = (max(16, round(height * scale)), max(16, round(width * scale)))
+        small_image = resize_bicubic_tf(jnp.asarray(image, jnp.float32)[None] / 255.0, size,
+                                        antialias=True)  # fmt: skip
+        small_image = np.asarray(jnp.clip(small_image[0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        hole = jnp.asarray(mask, jnp.float32)[None, ..., None] / 255.0
+        # A pixel of the small image is a hole if any hole pixel falls under its filter.
+        small_hole = resize_bilinear_tf(jnp.where(hole > 0.5, 1.0, 0.0), size, antialias=True)
+        small_mask = np.where(np.asarray(small_hole[0, ..., 0]) > 1e-6, 255, 0).astype(np.uint8)
+        small_out, stages = ZoomInpainter(self.model, self.variables, self.memory_budget_gb)(
+            small_image, small_mask, return_stages=True
+        )
+        fill = resize_bicubic_tf(jnp.asarray(small_out, jnp.float32)[None] / 255.0,
+                                 (height, width), antialias=True)  # fmt: skip
+        fill = np.asarray(jnp.clip(fill[0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        result = np.where(mask[..., None] >= 128, fill, image)
         return (result, stages) if return_stages else result
