@@ -69,8 +69,8 @@ from hrinpaint_jax.image_io import (
 from hrinpaint_jax.ops.resize import (
     nearest_indices_cv2,
     resize_bicubic_tf,
-    resize_bilinear_tf,
     resize_nearest_tf,
+    shrink_hole,
 )
 
 SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
@@ -509,12 +509,11 @@ def build_methods(config) -> list[Method]:
 
 
 def _resize_hole(hole: jax.Array, size: int) -> jax.Array:
-    """[B, s, s, 1] binary hole to size x size: nearest when enlarging; when shrinking, a pixel is a
-    hole if any hole pixel falls under its (non-negative, antialiased) triangle filter, so that no
-    part of the hole escapes the method."""
+    """[B, s, s, 1] binary hole to size x size: nearest when enlarging, ``shrink_hole`` (any
+    coverage) when shrinking, so that no part of the hole escapes the method."""
     if size >= hole.shape[1]:
         return resize_nearest_tf(hole, (size, size))
-    return (resize_bilinear_tf(hole, (size, size), antialias=True) > 1e-6).astype(jnp.float32)
+    return shrink_hole(hole, (size, size))
 
 
 def _run_at_text(config) -> str:

@@ -332,6 +332,12 @@ def tf_nearest_indices(in_size: int, out_size: int) -> np.ndarray:
     return np.minimum(np.floor(src).astype(np.int64), in_size - 1)
 
 
+def shrink_hole(hole: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """[B, H, W, 1] binary hole (1 = hole) shrunk to ``size``: a pixel is a hole if any hole pixel
+    falls under its (non-negative, antialiased) triangle filter, so no part of the hole escapes."""
+    return (resize_bilinear_tf(hole, size, antialias=True) > 1e-6).astype(jnp.float32)
+
+
 def resize_nearest_tf(x: jax.Array, size: tuple[int, int]) -> jax.Array:
     """TF2 ``tf.image.resize(x, size, method='nearest')`` (half-pixel nearest neighbour).
 

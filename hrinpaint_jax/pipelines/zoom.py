@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrinpaint_jax.ops.resize import resize_bicubic_tf, resize_bilinear_tf
+from hrinpaint_jax.ops.resize import resize_bicubic_tf, shrink_hole
 
 TEST_SIZE = 256  # test.py's working resolution
 # Memory model of estimate_zoom_gb (GB, and GB per refinement megapixel).
@@ -205,10 +205,9 @@ class ZoomInpainter:
         small_image = resize_bicubic_tf(jnp.asarray(image, jnp.float32)[None] / 255.0, size,
                                         antialias=True)  # fmt: skip
         small_image = np.asarray(jnp.clip(small_image[0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        hole = jnp.asarray(mask, jnp.float32)[None, ..., None] / 255.0
-        # A pixel of the small image is a hole if any hole pixel falls under its filter.
-        small_hole = resize_bilinear_tf(jnp.where(hole > 0.5, 1.0, 0.0), size, antialias=True)
-        small_mask = np.where(np.asarray(small_hole[0, ..., 0]) > 1e-6, 255, 0).astype(np.uint8)
+        hole = jnp.where(jnp.asarray(mask)[None, ..., None] >= 128, 1.0, 0.0)
+        small_hole = shrink_hole(hole, size)  # the evaluation's training-size rule too
+        small_mask = np.where(np.asarray(small_hole[0, ..., 0]) > 0.5, 255, 0).astype(np.uint8)
         small_out, stages = ZoomInpainter(self.model, self.variables, self.memory_budget_gb)(
             small_image, small_mask, return_stages=True
         )
