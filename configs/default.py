@@ -68,8 +68,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.eps = 1e-8  # PyTorch default; ZTI configs use Keras' 1e-7.
     config.optim.d_lr_ratio = 1.0  # Discriminator lr = lr * d_lr_ratio (ZTI lr_d_ratio).
 
-    # Loss weights (REFERENCE.md 8.3 for ZTI; DFNet / refinement use hrinpaint_jax.losses.DFNET_WEIGHTS).
+    # Loss weights (REFERENCE.md 8.3 for ZTI, 8.1 / 8.2 for DFNet and the seed-000 refinement).
     config.loss = ml_collections.ConfigDict()
+    # DFNet (task dfnet) and refinement (task shift_refine) terms; the default is the papers' 6 / 0.1 /
+    # 240 / 0.1 (hrinpaint_jax.losses.DFNET_WEIGHTS).
+    config.loss.dfnet = ml_collections.ConfigDict(
+        {"l1": 6.0, "perceptual": 0.1, "style": 240.0, "tv": 0.1}
+    )
     config.loss.l1 = 1.0
     config.loss.vgg = 0.01  # ZTI coarse / pretraining VGG weight (0: no VGG at all).
     config.loss.vgg_refine = 1e-5

@@ -285,7 +285,8 @@ class DFNetTask(Task):
         known = 1.0 - batch["mask"]
         results, new_state = self.model().apply(_merge(params, model_state), x * known, known,
                                                 train=True, mutable=["batch_stats"])  # fmt: skip
-        terms = losses.dfnet_loss(results, x, known, vgg16_pool_features(frozen["vgg16"]))
+        terms = losses.dfnet_loss(results, x, known, vgg16_pool_features(frozen["vgg16"]),
+                                  weights=dict(self.config.loss.dfnet))  # fmt: skip
         return terms["total"], (terms, new_state)
 
     def predict(self, state, frozen, batch):
@@ -389,7 +390,8 @@ class ShiftRefineTask(Task):
         inputs, hole, target = self._patches(frozen, batch)
         out, new_state = self.model().apply(_merge(params, model_state), inputs, hole, train=True,
                                             mutable=["batch_stats"])  # fmt: skip
-        terms = losses.refinement_loss(out, target, hole, vgg16_pool_features(frozen["vgg16"]))
+        terms = losses.refinement_loss(out, target, hole, vgg16_pool_features(frozen["vgg16"]),
+                                       weights=dict(self.config.loss.dfnet))  # fmt: skip
         return terms["total"], (terms, new_state)
 
     def predict(self, state, frozen, batch):

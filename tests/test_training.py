@@ -197,6 +197,32 @@ def test_our_recipe_traces_and_chains_its_stages(stage, converted):
     assert metrics["loss"].shape == (1,)
 
 
+@pytest.mark.parametrize("stage", ["dfnet", "shift_refine"])
+def test_dfnet_loss_weights_come_from_the_config(stage, dfnet_run):
+    """config.loss.dfnet weights DFNet's and the refinement's terms (ours.py lowers DFNet's style)."""
+    config = tiny_config(stage)
+    if stage == "shift_refine":
+        config.refine.stage1_weights = str(dfnet_run[0])
+    task = TASKS[config.task](config)
+    g = task.init_states(jax.random.key(0))["g"]
+    frozen = task.frozen()
+    batch = task.example_batch(1, 2)
+    rng = np.random.default_rng(0)
+    batch["image_hr"] = rng.uniform(size=batch["image_hr"].shape).astype(np.float32)
+    batch["mask"][..., 4:12, 4:12, :] = 1.0
+
+    def total(weights):
+        task.config.loss.dfnet.update(weights)
+        loss = lambda b: task.loss(g.params, g.model_state, frozen, b, None)[1][0]  # noqa: E731
+        return jax.vmap(loss, axis_name=parallel.AXIS)(batch)
+
+    paper = total({"l1": 6.0, "perceptual": 0.1, "style": 240.0, "tv": 0.1})
+    lighter = total({"style": 60.0})
+    expected = paper["total"] - 180.0 * paper["style"]
+    np.testing.assert_allclose(lighter["total"], expected, rtol=1e-5)
+    assert float(paper["style"][0]) > 0
+
+
 # --------------------------------------------------------------------------------------------------
 # Resume, divergence, init_from.
 

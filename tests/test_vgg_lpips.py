@@ -126,6 +126,7 @@ def _assert_params_equal(params, arrays):
 
 def test_vgg19_torchvision_state_dict_round_trip(tmp_path):
     import torch
+
     arrays = _random_vgg19_arrays()
     state, index = {}, 0
     for name in layer_names(19):
@@ -187,6 +188,7 @@ def test_vgg19_matches_keras(tmp_path):
     """Keras itself reads our legacy-layout file and computes the same block4_conv1; its own
     Keras 3 ``save_weights`` file loads too."""
     import tensorflow as tf
+
     arrays = _random_vgg19_arrays(2)
     arrays = {n: (k * 10.0, b * 0.1) for n, (k, b) in arrays.items()}  # keep activations alive
     _write_legacy_keras_h5(tmp_path / "legacy.h5", arrays)
