@@ -6,6 +6,8 @@ command line, e.g. ``python train.py --config configs/dfnet.py --config.optim.lr
 
 import ml_collections
 
+from hrinpaint_jax.losses import DFNET_WEIGHTS
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -70,11 +72,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Loss weights (REFERENCE.md 8.3 for ZTI, 8.1 / 8.2 for DFNet and the seed-000 refinement).
     config.loss = ml_collections.ConfigDict()
-    # DFNet (task dfnet) and refinement (task shift_refine) terms; the default is the papers' 6 / 0.1 /
-    # 240 / 0.1 (hrinpaint_jax.losses.DFNET_WEIGHTS).
-    config.loss.dfnet = ml_collections.ConfigDict(
-        {"l1": 6.0, "perceptual": 0.1, "style": 240.0, "tv": 0.1}
-    )
+    # DFNet (task dfnet) and refinement (task shift_refine) terms; default: the papers' weights
+    # 6 / 0.1 / 240 / 0.1 (l1 / perceptual / style / tv).
+    config.loss.dfnet = ml_collections.ConfigDict(DFNET_WEIGHTS)
     config.loss.l1 = 1.0
     config.loss.vgg = 0.01  # ZTI coarse / pretraining VGG weight (0: no VGG at all).
     config.loss.vgg_refine = 1e-5

@@ -17,7 +17,7 @@ import pytest
 from flax import jax_utils, traverse_util
 
 from configs import ours, tiny
-from hrinpaint_jax import parallel, train_lib
+from hrinpaint_jax import losses, parallel, train_lib
 from hrinpaint_jax.tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,7 +216,7 @@ def test_dfnet_loss_weights_come_from_the_config(stage, dfnet_run):
         loss = lambda b: task.loss(g.params, g.model_state, frozen, b, None)[1][0]  # noqa: E731
         return jax.vmap(loss, axis_name=parallel.AXIS)(batch)
 
-    paper = total({"l1": 6.0, "perceptual": 0.1, "style": 240.0, "tv": 0.1})
+    paper = total(losses.DFNET_WEIGHTS)
     lighter = total({"style": 60.0})
     expected = paper["total"] - 180.0 * paper["style"]
     np.testing.assert_allclose(lighter["total"], expected, rtol=1e-5)
