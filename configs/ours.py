@@ -42,8 +42,8 @@ STAGES = (
 )
 # Updates per stage (a rerun with a larger count resumes and continues the schedule).
 STEPS = {
-    "dfnet": 2200,
-    "shift_refine": 750,
+    "dfnet": 4000,
+    "shift_refine": 1150,
     "zoom_coarse": 250,
     "zoom_sr": 200,
     "zoom_refine": 150,
@@ -52,8 +52,9 @@ STEPS = {
 }
 # How the shipped weights were really trained (runs resume, so a stage can be extended): DFNet ran
 # 500 updates with STEPS 500 (x0.1 at 425), then was resumed to 1100 (lr back to 5e-4 until 935) with
-# the paper's style weight 240, then resumed to 2200 with DFNET_STYLE (lr 5e-4 until 1870); the
-# refinement ran 400 updates on the 1100-update DFNet, then was resumed to 750 on the final one.
+# the paper's style weight 240, then resumed to 2200 with DFNET_STYLE (lr 5e-4 until 1870), then to
+# 4000 (lr 5e-4 until 3400, across two sessions); the refinement ran 400 updates on the 1100-update
+# DFNet, then to 750 on the 2200-update one, then to 1150 on the final one (lr 1e-3 until 977).
 # Images per update: 4 for the BatchNorm networks, 2 for Zoom-to-Inpaint (more updates per FLOP).
 BATCH = {"dfnet": 4, "shift_refine": 4}
 # DFNet's style term: 60 instead of the paper's 240. At 240 it was 2/3 of the loss after 1100 updates
