@@ -44,9 +44,9 @@ STAGES = (
 STEPS = {
     "dfnet": 4000,
     "shift_refine": 1150,
-    "zoom_coarse": 250,
+    "zoom_coarse": 2000,
     "zoom_sr": 200,
-    "zoom_refine": 150,
+    "zoom_refine": 800,
     "zoom_joint_small": 50,
     "zoom_joint_large": 80,
 }
@@ -55,6 +55,8 @@ STEPS = {
 # the paper's style weight 240, then resumed to 2200 with DFNET_STYLE (lr 5e-4 until 1870), then to
 # 4000 (lr 5e-4 until 3400, across two sessions); the refinement ran 400 updates on the 1100-update
 # DFNet, then to 750 on the 2200-update one, then to 1150 on the final one (lr 1e-3 until 977).
+# Zoom-to-Inpaint's coarse net ran 250 updates, then was resumed to 2000 (lr 1e-3 until 1700); its
+# refine net 150, then 800 (lr 1e-3 until 680); the joint stages were then rerun from that pretraining.
 # Images per update: 4 for the BatchNorm networks, 2 for Zoom-to-Inpaint (more updates per FLOP).
 BATCH = {"dfnet": 4, "shift_refine": 4}
 # DFNet's style term: 60 instead of the paper's 240. At 240 it was 2/3 of the loss after 1100 updates

@@ -139,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="zoom only: record the longer image side the model runs at (--zoom-size auto)",
     )
+    export.add_argument(
+        "--precise-bn",
+        type=int,
+        default=0,
+        metavar="N",
+        help="replace the BatchNorm running averages by the statistics of one train-mode forward "
+        "on N training images of the run's config (for small-batch runs; 32 is a good N; the "
+        "workdir is not changed)",
+    )
     photos = sub.add_parser(
         "prepare-photos",
         help="split photos into a held-out set and downscaled training folders (configs/ours.py)",
@@ -252,8 +261,11 @@ def main(argv=None) -> int:
 
             if not is_workdir(args.workdir):
                 raise ValueError(f"{args.workdir} is not a train.py workdir (no checkpoints/ inside)")
+            if args.precise_bn > 0:
+                print(f"BatchNorm statistics: one train-mode forward on {args.precise_bn} training "
+                      "images (about a minute on a CPU)", file=sys.stderr)  # fmt: skip
             print(export_weights(args.workdir, args.output, overwrite=args.overwrite, dtype=args.dtype,
-                                 work_size=args.work_size))  # fmt: skip
+                                 work_size=args.work_size, precise_bn=args.precise_bn))  # fmt: skip
         elif args.command == "plot-curves":
             from hrinpaint_jax.curves import plot_curves
 

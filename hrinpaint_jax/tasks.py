@@ -245,6 +245,12 @@ class Task:
         metrics = {**metrics, "loss": loss, "lr": self._lr(g)}
         return {"g": g}, pmean(metrics)
 
+    def train_forward(self, states, frozen, batch, rng) -> Any:
+        """The train-mode forward of ``train_step`` without gradients or updates (inside ``pmap``;
+        ``precise_bn`` watches its BatchNorms)."""
+        g = states["g"]
+        return self.loss(g.params, g.model_state, frozen, batch, device_rng(rng, g.step))
+
     def samples(self, states, frozen, batch):
         return self.predict(states["g"], frozen, batch)
 
@@ -553,6 +559,10 @@ class ZoomJointTask(_ZoomPretrain):
     def _weights(self):
         w = self.config.loss
         return {"l1": w.l1, "vgg": w.vgg, "vgg_refine": w.vgg_refine, "gan": w.gan}
+
+    def train_forward(self, states, frozen, batch, rng):
+        g, d = states["g"], states["d"]
+        return self._forward(g.params, g.model_state, d.params, d.model_state, frozen, batch)
 
     def train_step(self, states, frozen, batch, rng):
         g, d = states["g"], states["d"]

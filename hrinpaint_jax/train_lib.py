@@ -145,6 +145,7 @@ def export_weights(
     overwrite: bool = False,
     dtype: str = "float32",
     work_size: int | None = None,
+    precise_bn: int = 0,
 ) -> str:
     """Writes the latest trained generator of ``workdir`` as a weights directory that
     ``hrinpaint inpaint --weights`` and ``load_pretrained`` read (DFNet, refinement U-Net or the
@@ -152,16 +153,24 @@ def export_weights(
 
     ``dtype`` is the storage type of the floating-point arrays: float16 / bfloat16 halve the size;
     ``load_pretrained`` always restores float32 (orbax casts on read). ``work_size`` (Zoom-to-Inpaint
-    only) records the longer image side the model should run at (``ZoomInpainter``)."""
+    only) records the longer image side the model should run at (``ZoomInpainter``).
+    ``precise_bn`` > 0 replaces the BatchNorm running averages by the statistics of one train-mode
+    forward on that many training images of the run's own config (``precise_bn.py``); the workdir
+    is not changed."""
     if dtype not in STORAGE_DTYPES:
         raise ValueError(f"storage dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
+    if precise_bn < 0:
+        raise ValueError(f"precise_bn must be >= 0 images, got {precise_bn}")
     from ml_collections import ConfigDict
 
-    from hrinpaint_jax.checkpoints import save_pretrained
+    from hrinpaint_jax.checkpoints import check_output_dir, save_pretrained
 
+    check_output_dir(out_dir, overwrite)  # before any work (precise_bn runs the model)
     step, tree, saved = latest_state_tree(workdir)
     task = get_task(ConfigDict(saved))
     name, kwargs, state_name = task.export()
+    if precise_bn:
+        tree = _with_precise_bn(task, workdir, step, precise_bn)
     state = tree[state_name]
     params, model_state = dict(state["params"]), dict(state["model_state"])
     if "d" in tree:  # ZTI: the discriminator lives in the same weights directory
@@ -169,6 +178,8 @@ def export_weights(
         model_state["spectral"] = {"discriminator": tree["d"]["model_state"]["spectral"]}
     meta = {"source": os.path.basename(os.path.abspath(os.fspath(workdir))), "step": int(step),
             "task": saved["task"], "storage_dtype": dtype}  # fmt: skip
+    if precise_bn:
+        meta["precise_bn_images"] = int(precise_bn)
     if work_size:
         if name != "zoom":
             raise ValueError(f"a work size is for Zoom-to-Inpaint weights, not {name}")
@@ -181,6 +192,27 @@ def export_weights(
             variables,
         )
     return save_pretrained(out_dir, name, variables, kwargs, meta, overwrite)
+
+
+def _with_precise_bn(task, workdir, step: int, images: int) -> dict[str, Any]:
+    """The run's state tree at ``step`` with population BatchNorm statistics (``precise_bn``) from
+    one train-mode forward on ``images`` training images, drawn as the run would draw them after
+    ``step``."""
+    import copy
+
+    from hrinpaint_jax import precise_bn
+    from hrinpaint_jax.input_pipeline import prefetch_to_device
+
+    states = task.init_states(jax.random.fold_in(jax.random.key(task.config.seed), 0))
+    states = restore_checkpoint(checkpoint_manager(workdir), step, states)
+    config = copy.deepcopy(task.config)
+    devices = jax.device_count()
+    config.data.global_batch_size = -(-images // devices) * devices  # whole images per device
+    big = get_task(config)
+    batch = next(prefetch_to_device(big.batches(step), 1))
+    rng = jax.random.fold_in(jax.random.key(config.seed), 1)
+    states = precise_bn.population_statistics(big, states, big.frozen(), batch, rng)
+    return jax.device_get(_states_tree(states))
 
 
 def _flat(tree) -> dict[tuple[str, ...], Any]:
