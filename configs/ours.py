@@ -53,10 +53,12 @@ STEPS = {
 # How the shipped weights were really trained (runs resume, so a stage can be extended): DFNet ran
 # 500 updates with STEPS 500 (x0.1 at 425), then was resumed to 1100 (lr back to 5e-4 until 935) with
 # the paper's style weight 240, then resumed to 2200 with DFNET_STYLE (lr 5e-4 until 1870), then to
-# 4000 (lr 5e-4 until 3400, across two sessions); the refinement ran 400 updates on the 1100-update
+# 4000 (lr 5e-4 until 3400, across two sessions). The refinement ran 400 updates on the 1100-update
 # DFNet, then to 750 on the 2200-update one, then to 1150 on the final one (lr 1e-3 until 977).
 # Zoom-to-Inpaint's coarse net ran 250 updates, then was resumed to 2000 (lr 1e-3 until 1700); its
-# refine net 150, then 800 (lr 1e-3 until 680); the joint stages were then rerun from that pretraining.
+# refine net 150, then 800 (lr 1e-3 until 680); the joint stages were then rerun from that
+# pretraining, and the export (``make weights-ours``) recomputes its BatchNorm statistics on 32
+# images (``--precise-bn``, see hrinpaint_jax/precise_bn.py).
 # Images per update: 4 for the BatchNorm networks, 2 for Zoom-to-Inpaint (more updates per FLOP).
 BATCH = {"dfnet": 4, "shift_refine": 4}
 # DFNet's style term: 60 instead of the paper's 240. At 240 it was 2/3 of the loss after 1100 updates
