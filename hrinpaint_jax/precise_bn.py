@@ -27,11 +27,11 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
-from hrinpaint_jax.layers import KerasBatchNorm, TorchBatchNorm
-from hrinpaint_jax.parallel import AXIS, pmean
+from hrinpaint_jax.layers import KerasBatchNorm, TorchBatchNorm, batch_moments
+from hrinpaint_jax.parallel import AXIS
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ BATCH_NORMS = (KerasBatchNorm, TorchBatchNorm)
 
 
 def _moments_of_step(task, states, frozen, batch, rng) -> dict[str, tuple[jax.Array, jax.Array]]:
-    """Inside ``pmap``: {BatchNorm path: (E[x], E[x^2]) over the global batch} of one train-mode
-    forward (no gradients). A module called more than once contributes the mean of its calls."""
+    """Inside ``pmap``: {BatchNorm path: (mean, biased variance)} over the global batch, exactly as
+    each layer computes them (``layers.batch_moments``), in one train-mode forward (no gradients).
+    A module called more than once contributes the pooled statistics of its calls."""
     calls: dict[str, list] = {}
 
     def record(next_fun, args, kwargs, context):
@@ -51,18 +52,21 @@ def _moments_of_step(task, states, frozen, batch, rng) -> dict[str, tuple[jax.Ar
             and not module.use_running_average
             and not module.is_initializing()
         ):
-            x = jnp.asarray(args[0], jnp.float32)
-            axes = tuple(range(x.ndim - 1))
-            moments = (pmean(jnp.mean(x, axes)), pmean(jnp.mean(jnp.square(x), axes)))
-            calls.setdefault("/".join(module.path), []).append(moments)
+            mean, var, _ = batch_moments(args[0], AXIS)
+            calls.setdefault("/".join(module.path), []).append((mean, var))
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):
         task.train_forward(states, frozen, batch, rng)
-    return {
-        path: tuple(sum(m[i] for m in found) / len(found) for i in range(2))
-        for path, found in calls.items()
-    }
+    pooled = {}
+    for path, found in calls.items():
+        if len(found) == 1:
+            pooled[path] = found[0]
+            continue
+        mean = sum(m for m, _ in found) / len(found)
+        square = sum(v + m * m for m, v in found) / len(found)
+        pooled[path] = (mean, square - mean * mean)
+    return pooled
 
 
 def population_statistics(task, states: dict, frozen: dict, batch: dict, rng: jax.Array) -> dict:
@@ -89,54 +93,34 @@ def population_statistics(task, states: dict, frozen: dict, batch: dict, rng: ja
     step_fn = jax.pmap(lambda s, f, b, r: _moments_of_step(task, s, f, b, r), axis_name=AXIS)
     r_states, r_frozen = parallel.replicate(states), parallel.replicate(frozen)
     moments = parallel.to_host(step_fn(r_states, r_frozen, batch, parallel.replicate(rng)))
-    new_stats = jax.tree.map(np.asarray, stats)
-    for path, (mean, square) in moments.items():
-        node = new_stats
-        for key in path.split("/"):
-            if key not in node:
-                raise ValueError(f"BatchNorm {path} of the forward is not in the {name} state")
-            node = node[key]
-        mean, square = np.asarray(mean, np.float64), np.asarray(square, np.float64)
-        # The biased variance E[x^2] - E[x]^2, as the layers compute it in train mode. (TorchBatchNorm
-        # keeps an unbiased running variance: its n / (n - 1), n ~ 10^6 values here, is left out.)
-        node["mean"] = mean.astype(np.float32)
-        node["var"] = np.maximum(square - mean * mean, 0.0).astype(np.float32)
-    missing = sorted({"/".join(k[:-1]) for k in _flat_paths(new_stats)} - set(moments))
+    flat = traverse_util.flatten_dict(jax.tree.map(np.asarray, stats))
+    for path, (mean, var) in moments.items():
+        layer = tuple(path.split("/"))
+        if layer + ("mean",) not in flat:
+            raise ValueError(f"BatchNorm {path} of the forward is not in the {name} state")
+        # The biased variance, as the layers use it in train mode. (TorchBatchNorm keeps an unbiased
+        # running variance: its n / (n - 1), n ~ 10^6 values here, is left out.)
+        flat[layer + ("mean",)] = np.asarray(mean, np.float32)
+        flat[layer + ("var",)] = np.maximum(np.asarray(var, np.float32), 0.0)
+    missing = sorted({"/".join(k[:-1]) for k in flat} - set(moments))
     if missing:
         raise ValueError(f"the train-mode forward never ran these BatchNorms: {', '.join(missing[:4])}")
+    new_stats = traverse_util.unflatten_dict(flat)
     logger.info("population BatchNorm statistics: %s", describe_change(stats, new_stats))
     model_state = {**states[name].model_state, "batch_stats": new_stats}
     return {**states, name: states[name].replace(model_state=model_state)}
 
 
-def _flat_paths(tree: dict, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    out: list[tuple[str, ...]] = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.extend(_flat_paths(value, (*prefix, key)))
-        else:
-            out.append((*prefix, key))
-    return sorted(set(out))
-
-
 def describe_change(before: Any, after: Any) -> str:
     """One line: how far the variances moved (median and extreme ratio new / old)."""
+    old = traverse_util.flatten_dict(jax.tree.map(np.asarray, before))
     ratios = [
-        np.asarray(a, np.float64) / np.maximum(np.asarray(b, np.float64), 1e-12)
-        for (path_a, a), (_, b) in zip(_leaves(after), _leaves(before), strict=True)
-        if path_a[-1] == "var"
+        np.asarray(value, np.float64) / np.maximum(np.asarray(old[key], np.float64), 1e-12)
+        for key, value in traverse_util.flatten_dict(after).items()
+        if key[-1] == "var"
     ]
     flat = np.concatenate([r.ravel() for r in ratios])
     return (
         f"{len(ratios)} BatchNorms; population / running variance: median {np.median(flat):.2f}, "
         f"range {flat.min():.2f}..{flat.max():.2f}"
     )
-
-
-def _leaves(tree: dict, prefix: tuple[str, ...] = ()):
-    for key in sorted(tree):
-        value = tree[key]
-        if isinstance(value, dict):
-            yield from _leaves(value, (*prefix, key))
-        else:
-            yield (*prefix, key), value

@@ -170,7 +170,7 @@ def export_weights(
     task = get_task(ConfigDict(saved))
     name, kwargs, state_name = task.export()
     if precise_bn:
-        tree = _with_precise_bn(task, workdir, step, precise_bn)
+        tree = _with_precise_bn(task, tree, step, precise_bn)
     state = tree[state_name]
     params, model_state = dict(state["params"]), dict(state["model_state"])
     if "d" in tree:  # ZTI: the discriminator lives in the same weights directory
@@ -194,17 +194,20 @@ def export_weights(
     return save_pretrained(out_dir, name, variables, kwargs, meta, overwrite)
 
 
-def _with_precise_bn(task, workdir, step: int, images: int) -> dict[str, Any]:
-    """The run's state tree at ``step`` with population BatchNorm statistics (``precise_bn``) from
-    one train-mode forward on ``images`` training images, drawn as the run would draw them after
-    ``step``."""
+def _with_precise_bn(task, tree: dict[str, Any], step: int, images: int) -> dict[str, Any]:
+    """The run's state ``tree`` (restored at ``step``) with population BatchNorm statistics
+    (``precise_bn``) from one train-mode forward on ``images`` training images, drawn as the run
+    would draw them after ``step``."""
     import copy
 
     from hrinpaint_jax import precise_bn
     from hrinpaint_jax.input_pipeline import prefetch_to_device
 
+    # The forward needs params, statistics and step; the optimiser state is not used.
     states = task.init_states(jax.random.fold_in(jax.random.key(task.config.seed), 0))
-    states = restore_checkpoint(checkpoint_manager(workdir), step, states)
+    states = {name: s.replace(step=tree[name]["step"], params=tree[name]["params"],
+                              model_state=tree[name]["model_state"])
+              for name, s in states.items()}  # fmt: skip
     config = copy.deepcopy(task.config)
     devices = jax.device_count()
     config.data.global_batch_size = -(-images // devices) * devices  # whole images per device
