@@ -50,7 +50,7 @@ train-ours: venv
 weights-ours: venv
 	$(BIN)/hrinpaint export runs/ours/dfnet hrinpaint_jax/assets/weights/dfnet --overwrite --dtype float16
 	$(BIN)/hrinpaint export runs/ours/shift_refine hrinpaint_jax/assets/weights/shift_refine --overwrite --dtype float16
-	$(BIN)/hrinpaint export runs/ours/zoom_joint_large hrinpaint_jax/assets/weights/zoom --overwrite --dtype float16 --work-size 512 --precise-bn 32
+	$(BIN)/hrinpaint export runs/ours/zoom_joint_large hrinpaint_jax/assets/weights/zoom --overwrite --dtype float16 --work-size 256 --precise-bn 32
 
 lint: venv
 	$(BIN)/ruff check .

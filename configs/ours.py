@@ -58,7 +58,8 @@ STEPS = {
 # Zoom-to-Inpaint's coarse net ran 250 updates, then was resumed to 2000 (lr 1e-3 until 1700); its
 # refine net 150, then 800 (lr 1e-3 until 680); the joint stages were then rerun from that
 # pretraining, and the export (``make weights-ours``) recomputes its BatchNorm statistics on 32
-# images (``--precise-bn``, see hrinpaint_jax/precise_bn.py).
+# images (``--precise-bn``, see hrinpaint_jax/precise_bn.py) and records a working size of 256
+# (``--work-size``: the paper's test size; see configs/eval_gate.py for why not 512).
 # Images per update: 4 for the BatchNorm networks, 2 for Zoom-to-Inpaint (more updates per FLOP).
 BATCH = {"dfnet": 4, "shift_refine": 4}
 # DFNet's style term: 60 instead of the paper's 240. At 240 it was 2/3 of the loss after 1100 updates

@@ -130,7 +130,7 @@ def test_bundled_weights_are_the_default(tmp_path, monkeypatch, capsys):
     for name in ("dfnet", "shift_refine", "zoom"):
         meta = read_metadata(inpaint.DEFAULT_WEIGHTS / name)
         assert meta["storage_dtype"] == "float16" and meta["task"], meta
-    assert read_metadata(inpaint.DEFAULT_WEIGHTS / "zoom")["work_size"] == 512  # export --work-size
+    assert read_metadata(inpaint.DEFAULT_WEIGHTS / "zoom")["work_size"] == 256  # export --work-size
     _, variables, _ = load_pretrained(inpaint.DEFAULT_WEIGHTS / "dfnet")
     assert {x.dtype for x in jax.tree.leaves(variables)} == {np.dtype("float32")}
     photo = tmp_path / "in.png"
