@@ -30,8 +30,8 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from hrinpaint_jax import parallel
 from hrinpaint_jax.layers import KerasBatchNorm, TorchBatchNorm, batch_moments
-from hrinpaint_jax.parallel import AXIS
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _moments_of_step(task, states, frozen, batch, rng) -> dict[str, tuple[jax.Ar
             and not module.use_running_average
             and not module.is_initializing()
         ):
-            mean, var, _ = batch_moments(args[0], AXIS)
+            mean, var, _ = batch_moments(args[0], parallel.AXIS)
             calls.setdefault("/".join(module.path), []).append((mean, var))
         return next_fun(*args, **kwargs)
 
@@ -84,13 +84,11 @@ def population_statistics(task, states: dict, frozen: dict, batch: dict, rng: ja
     Returns:
       the new states dict (host arrays).
     """
-    from hrinpaint_jax import parallel
-
     name = "g"
     stats = states[name].model_state.get("batch_stats")
     if not stats:
         raise ValueError(f"the {task.config.task} network has no BatchNorm statistics to recompute")
-    step_fn = jax.pmap(lambda s, f, b, r: _moments_of_step(task, s, f, b, r), axis_name=AXIS)
+    step_fn = jax.pmap(lambda s, f, b, r: _moments_of_step(task, s, f, b, r), axis_name=parallel.AXIS)
     r_states, r_frozen = parallel.replicate(states), parallel.replicate(frozen)
     moments = parallel.to_host(step_fn(r_states, r_frozen, batch, parallel.replicate(rng)))
     flat = traverse_util.flatten_dict(jax.tree.map(np.asarray, stats))
