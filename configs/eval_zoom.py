@@ -44,6 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.metrics = ("psnr", "ssim", "ms_ssim", "l1", "lpips")
     config.hole_metrics = ("hole_psnr", "hole_ssim", "hole_l1")  # The same, inside the hole only.
     config.batch_size = 4  # Images per compiled call (the last batch is padded to this size).
+    config.dtype = "float32"  # Networks' computation dtype: 'float32' (parity) or 'bfloat16'.
     config.progress = True  # Progress bar over images on stderr.
 
     config.two_stage = ml_collections.ConfigDict()

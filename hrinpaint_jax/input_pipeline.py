@@ -1,23 +1,48 @@
-"""Training input: images from TFDS, a folder or the bundled samples -> cropped, flipped HR / LR
-pairs with hole masks, as host batches shaped ``[local_devices, per_device, H, W, C]``.
+"""Training input: images from a folder, the bundled samples or TFDS -> random HR crops with hole
+masks, as host batches shaped ``[local_devices, per_device, H, W, C]``. No TensorFlow needed.
 
-REFERENCE.md 9.3 and 11 item 38 (Zoom-to-Inpaint data): the HR crop sits at **even** offsets and the
-LR image is the TF bicubic *antialiased* downscale of the HR crop (tfds' own DIV2K LR images are not
-used). Images smaller than the crop are resized up (bicubic, aspect kept) before cropping.
+No LR image on the host: the Zoom-to-Inpaint stages make ``image_lr`` on the device inside the
+train step (the TF bicubic *antialiased* downscale of 'image_hr', REFERENCE.md 9.3 and 11 item 38;
+tfds' own DIV2K LR images are not used). The HR crop sits at **even** offsets, so the LR image is
+aligned with the LR grid of the whole picture. Images smaller than the crop are first resized up
+(OpenCV bicubic, ``cv2.INTER_CUBIC``, aspect kept, shorter side = crop, clipped to [0, 1]).
 
-Decoding, cropping and the LR resize run in ``tf.data`` (parallel, deterministic for a seed); masks
-are drawn on the host per step by a ``masks.MaskSchedule``-like sampler, because progressive
-training changes them with the step. Multi-host: every source is sharded per JAX process
-(``tfds.split_for_jax_process``, or every ``process_count``-th file). TensorFlow is imported lazily.
+NumPy / PIL / OpenCV only: each example (decode, crop, flip, mask, refinement patch corner) is one
+task of a thread pool (``DataConfig.workers``; PIL decoding, OpenCV and large NumPy copies release
+the GIL), mapped in order with a bounded look-ahead, so batches do not depend on the number of
+workers. Determinism:
+
+* folder / samples: one *global* stream of files -- a fresh permutation per epoch
+  (``np.random.default_rng([seed, epoch])``); element i belongs to global step
+  ``i // global_batch_size`` -- of which each process keeps its slice (element i goes to process
+  ``(i % global_batch) // per_process``), so the data do not depend on the process layout;
+* every random draw of an example comes from ``example_rng(seed, stream, step, global index)``:
+  stream 0 the mask, 1 the refinement patch corner, 2 the crop offsets and flip;
+* ``start_step`` resumes by arithmetic (nothing skipped is read or decoded): a resumed stream equals
+  the uninterrupted one;
+* unreadable files: the header check up front drops them (with a warning); a file that fails
+  later, while decoding, is replaced by the next file of the epoch's permutation (warning once).
+
+'tfds:' sources use TensorFlow / TFDS only as the reader of the encoded images (imported lazily,
+per process shard, ``tfds.split_for_jax_process``, seeded shuffle); decoding and cropping are the
+same NumPy code. A resume reseeds the TFDS shuffle with the start step (deterministic, but not the
+uninterrupted stream).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
+import io
+import itertools
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +56,8 @@ TFDS_IMAGE_KEY = {"div2k": "hr"}
 
 # mask_sampler(step, batch, height, width, rng) -> float32 [batch, height, width, 1], 1 = hole.
 MaskSampler = Callable[[int, int, int, int, np.random.Generator], np.ndarray]
+# The ``example_rng`` streams of one example.
+MASK_STREAM, CORNER_STREAM, CROP_STREAM = 0, 1, 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +70,14 @@ class DataConfig:
       split: TFDS split.
       data_dir: TFDS data_dir (None: TFDS default).
       crop_size: HR crop side (the networks' training size).
-      lr_scale: LR = HR downscaled by this factor (1: no LR image).
+      lr_scale: the train step's LR image is HR / lr_scale (1: none); masks are drawn at LR size.
       global_batch_size: images per step over all processes and devices.
       seed: shuffling / cropping seed.
-      shuffle_buffer: images kept for shuffling.
+      shuffle_buffer: encoded images kept for shuffling a TFDS source.
       flip: random horizontal flips.
       holdout: file names (no folders) left out of folder / samples sources (validation photos).
+      workers: threads that decode, crop and draw masks (0: ``os.cpu_count()``); the batches do not
+        depend on it.
     """
 
     source: str = "samples"
@@ -61,6 +90,7 @@ class DataConfig:
     shuffle_buffer: int = 256
     flip: bool = True
     holdout: tuple[str, ...] = ()
+    workers: int = 0
 
 
 def list_images(folder: str | os.PathLike) -> list[str]:
@@ -71,21 +101,23 @@ def list_images(folder: str | os.PathLike) -> list[str]:
     return sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _load_rgb(path: bytes) -> np.ndarray:
-    """Decodes any image PIL reads (EXIF orientation applied) to uint8 RGB; a bad file gives a
-    0 x 0 image (filtered out) and a logged warning, so one broken file never stops training."""
-    from hrinpaint_jax.image_io import InputError, read_image
+def example_rng(seed: int, stream: int, step: int, index: int) -> np.random.Generator:
+    """The host-side generator of one example (global ``index`` in its step): the same draws
+    whatever the process layout, and a resumed run redraws exactly what it would have drawn."""
+    return np.random.default_rng([seed, stream, step, index])
 
-    try:
-        return read_image(path.decode()).rgb8
-    except (InputError, OSError, ValueError) as e:
-        logger.warning("skipping unreadable training image %s: %s", path.decode(), e)
-        return np.zeros((0, 0, 3), np.uint8)
+
+def _num_workers(cfg: DataConfig) -> int:
+    return cfg.workers if cfg.workers > 0 else os.cpu_count() or 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoding
 
 
 def _header_ok(path: str) -> bool:
-    """Cheap up-front check (the header only) so that unreadable files leave the stream before it is
-    cut into batches; a file that fails later, while decoding, is skipped there (with a warning)."""
+    """Cheap up-front check (the header only) so that unreadable files leave the stream before it
+    is cut into batches; a file that fails later, while decoding, is replaced (``_FileStream``)."""
     from PIL import Image
 
     try:
@@ -96,106 +128,248 @@ def _header_ok(path: str) -> bool:
         return False
 
 
-def _process_slice(ds, global_batch: int, process_index: int, process_count: int):
-    """Keeps this process's share of every global batch of a *global* example stream: element i
-    goes to process ``(i % global_batch) // per_process``, so the examples of a step (and their
-    order across devices) are the same whatever the number of processes."""
-    import tensorflow as tf
+def _decode_encoded(data: Any) -> np.ndarray:
+    """uint8 [H, W, 3] RGB of an encoded image (bytes, EXIF orientation applied) or of an already
+    decoded [H, W, C] array (a TFDS feature that cannot skip decoding)."""
+    if not isinstance(data, bytes | bytearray):
+        image = np.asarray(data, np.uint8)
+        image = image[..., None] if image.ndim == 2 else image
+        return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+    from PIL import Image, ImageOps
 
-    per_process = global_batch // process_count
-    ds = ds.enumerate().filter(lambda i, _: tf.equal((i % global_batch) // per_process, process_index))
-    return ds.map(lambda _, x: x)
+    with Image.open(io.BytesIO(data)) as im:
+        im = ImageOps.exif_transpose(im)
+        return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 
-def image_dataset(cfg: DataConfig, process_index: int = 0, process_count: int = 1, start_step: int = 0):
-    """An endless ``tf.data.Dataset`` of (uint8 [H, W, 3] image, crop seed [2]) for this process.
+class _FileStream:
+    """The global file stream of a folder source: element ``i`` is file ``perm[i % n]`` of epoch
+    ``i // n``'s permutation. ``load`` decodes it; if that fails it takes the next file of the
+    permutation (a deterministic rule, whatever the worker that meets the bad file first)."""
 
-    Folder and bundled samples: one global stream (a fresh seeded permutation of the files per
-    epoch, a crop seed per element) cut into global batches, of which each process keeps its slice
-    before decoding; ``start_step`` skips whole global batches of file names (cheap), so a resumed
-    run continues the exact stream and the data do not depend on the process layout. TFDS: each
-    process reads its own shard (``tfds.split_for_jax_process``), shuffled after decoding; a resume
-    reseeds the stream with the start step (deterministic, but not the uninterrupted stream).
-    """
-    import tensorflow as tf
+    def __init__(self, files: Sequence[str], seed: int):
+        self.files, self.seed = list(files), seed
+        self._perms: dict[int, np.ndarray] = {}
+        self._bad: set[str] = set()
+        self._lock = threading.Lock()
 
-    seeds = tf.data.Dataset.random(seed=cfg.seed).batch(2)
-    if cfg.source.startswith("tfds:"):
-        import tensorflow_datasets as tfds
+    def permutation(self, epoch: int) -> np.ndarray:
+        perm = self._perms.get(epoch)
+        if perm is None:
+            perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.files))
+            self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}
+            self._perms[epoch] = perm
+        return perm
 
-        name = cfg.source[len("tfds:") :]
-        split = tfds.split_for_jax_process(cfg.split, process_index=process_index,
-                                           process_count=process_count)  # fmt: skip
-        seed = cfg.seed + 7919 * process_index + 104729 * start_step
-        ds = tfds.load(name, split=split, data_dir=cfg.data_dir, shuffle_files=True,
-                       read_config=tfds.ReadConfig(shuffle_seed=seed))  # fmt: skip
-        key = TFDS_IMAGE_KEY.get(name.split("/")[0], "image")
-        ds = ds.map(lambda ex: ex[key], num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.repeat().shuffle(cfg.shuffle_buffer, seed=seed)
-        return tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
-    folder = SAMPLES if cfg.source == "samples" else cfg.source[len("folder:") :]
+    def loader(self, index: int) -> Callable[[], np.ndarray]:
+        epoch, position = divmod(index, len(self.files))
+        return functools.partial(self.load, self.permutation(epoch), position)
+
+    def load(self, perm: np.ndarray, position: int) -> np.ndarray:
+        from PIL import Image
+
+        from hrinpaint_jax.image_io import read_image
+
+        n = len(self.files)
+        for k in range(n):
+            path = self.files[perm[(position + k) % n]]
+            if path in self._bad:
+                continue
+            try:
+                return read_image(path).rgb8
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+                with self._lock:
+                    if path not in self._bad:
+                        self._bad.add(path)
+                        logger.warning("skipping unreadable training image %s: %s", path, e)
+        raise RuntimeError("no training image of the folder could be decoded")
+
+
+def _global_positions(global_batch: int, per_process: int, process_index: int, start_step: int):
+    """(step, global index) of this process's elements of the global stream, from ``start_step``:
+    element i goes to process ``(i % global_batch) // per_process``."""
+    for step in itertools.count(start_step):
+        first = step * global_batch + process_index * per_process
+        for i in range(first, first + per_process):
+            yield step, i
+
+
+def _folder_files(cfg: DataConfig) -> list[str]:
     if cfg.source != "samples" and not cfg.source.startswith("folder:"):
         raise ValueError(
             f"unknown data source {cfg.source!r}: use 'tfds:NAME', 'folder:PATH' or 'samples'"
         )
+    folder = SAMPLES if cfg.source == "samples" else cfg.source[len("folder:") :]
     held = set(cfg.holdout)
-    files = [f for f in list_images(folder) if Path(f).name not in held and _header_ok(f)]
+    files = [f for f in list_images(folder) if Path(f).name not in held]
+    with ThreadPoolExecutor(min(_num_workers(cfg), 16)) as pool:
+        ok = list(pool.map(_header_ok, files))
+    files = [f for f, good in zip(files, ok, strict=True) if good]
     if not files:
         raise FileNotFoundError(f"no readable images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    paths = tf.data.Dataset.from_tensor_slices(files)
-    paths = paths.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True).repeat()
-    ds = tf.data.Dataset.zip((paths, seeds)).skip(start_step * cfg.global_batch_size)
-    ds = _process_slice(ds, cfg.global_batch_size, process_index, process_count)
-
-    def decode(path, seed):
-        image = tf.numpy_function(_load_rgb, [path], tf.uint8, stateful=False)
-        return tf.ensure_shape(image, [None, None, 3]), seed
-
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.filter(lambda im, _: tf.size(im) > 0)
+    return files
 
 
-def crop_pair(image, cfg: DataConfig, seed):
-    """Random HR crop at even offsets (resizing up images smaller than the crop), optional flip,
-    and the LR image by TF bicubic antialiased downscale. Returns float32 in [0, 1] (LR unclipped,
-    as the reference's pipeline makes it)."""
+def _tfds_loaders(cfg: DataConfig, process_index: int, process_count: int, start_step: int):
+    """Endless encoded images of this process's TFDS shard (seeded file and buffer shuffles)."""
     import tensorflow as tf
+    import tensorflow_datasets as tfds
 
-    crop, scale = cfg.crop_size, cfg.lr_scale
-    image = tf.image.convert_image_dtype(image, tf.float32)
-    h, w = tf.shape(image)[0], tf.shape(image)[1]
-    small = tf.minimum(h, w)
+    try:  # TF only reads files here: keep it off the accelerators
+        tf.config.set_visible_devices([], "GPU")
+    except (RuntimeError, ValueError):
+        pass
+    name = cfg.source[len("tfds:") :]
+    key = TFDS_IMAGE_KEY.get(name.split("/")[0], "image")
+    try:  # leave every image feature encoded (e.g. DIV2K's unused 'lr'); decoded in the workers
+        features = tfds.builder(name, data_dir=cfg.data_dir).info.features
+        skip = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+    except Exception:  # noqa: BLE001 - an unknown builder: tfds.load reports it below
+        skip = []
+    decoders = {k: tfds.decode.SkipDecoding() for k in {key, *skip}}
+    split = tfds.split_for_jax_process(cfg.split, process_index=process_index,
+                                       process_count=process_count)  # fmt: skip
+    seed = cfg.seed + 7919 * process_index + 104729 * start_step
+    ds = tfds.load(name, split=split, data_dir=cfg.data_dir, shuffle_files=True, decoders=decoders,
+                   read_config=tfds.ReadConfig(shuffle_seed=seed))  # fmt: skip
+    ds = ds.map(lambda ex: ex[key]).repeat().shuffle(cfg.shuffle_buffer, seed=seed)
+    for data in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+        yield functools.partial(_decode_encoded, data)
 
-    def grow():
-        factor = tf.cast(crop, tf.float32) / tf.cast(small, tf.float32)
-        size = tf.cast(tf.math.ceil(tf.cast(tf.stack([h, w]), tf.float32) * factor), tf.int32)
-        return tf.clip_by_value(tf.image.resize(image, tf.maximum(size, crop), "bicubic",
-                                                antialias=True), 0.0, 1.0)  # fmt: skip
 
-    image = tf.cond(small < crop, grow, lambda: image)
-    h, w = tf.shape(image)[0], tf.shape(image)[1]
-    seeds = tf.random.experimental.stateless_split(seed, 3)
+def _image_items(cfg: DataConfig, process_index: int, process_count: int, start_step: int):
+    """This process's (step, global index, loader) from ``start_step`` on; ``loader()`` returns the
+    uint8 [H, W, 3] image (run in a worker)."""
+    per_process = cfg.global_batch_size // process_count
+    positions = _global_positions(cfg.global_batch_size, per_process, process_index, start_step)
+    if cfg.source.startswith("tfds:"):
+        loaders = _tfds_loaders(cfg, process_index, process_count, start_step)
+        return ((step, i, load) for (step, i), load in zip(positions, loaders, strict=False))
+    stream = _FileStream(_folder_files(cfg), cfg.seed)
+    return ((step, i, stream.loader(i)) for step, i in positions)
+
+
+# ------------------------------------------------------------------------------------------------
+# Parallel ordered map
+
+
+def _ordered_map(fn: Callable, items: Iterable, workers: int, ahead: int) -> Iterator:
+    """``map(fn, items)`` on a pool of ``workers`` threads, in order, at most ``ahead`` items in
+    flight. Closing the iterator cancels what has not started."""
+    pool = ThreadPoolExecutor(max(workers, 1), thread_name_prefix="input_pipeline")
+    pending: collections.deque = collections.deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Slots:
+    """One host batch filled in place by the workers (no stacking in the main thread)."""
+
+    def __init__(self, size: int):
+        self.size, self.arrays = size, {}
+        self._lock = threading.Lock()
+
+    def put(self, j: int, example: dict[str, np.ndarray]) -> None:
+        for key, value in example.items():
+            value = np.asarray(value)
+            array = self.arrays.get(key)
+            if array is None:
+                with self._lock:
+                    array = self.arrays.get(key)
+                    if array is None:
+                        array = self.arrays[key] = np.empty((self.size, *value.shape), value.dtype)
+            array[j] = value
+
+
+def _batches(cfg: DataConfig, items: Iterator, example_fn: Callable, num_devices: int,
+             per_process: int) -> Iterator[dict[str, np.ndarray]]:  # fmt: skip
+    """Host batches [num_devices, per_device, ...] of ``example_fn(step, index, load)`` dicts."""
+
+    def tagged():
+        for group in iter(lambda: list(itertools.islice(items, per_process)), []):
+            slots = _Slots(per_process)
+            yield from ((slots, j, *item) for j, item in enumerate(group))
+
+    def run(task):
+        slots, j, step, index, load = task
+        slots.put(j, example_fn(step, index, load))
+        return slots, j
+
+    workers = _num_workers(cfg)
+    ahead = max(3 * per_process, 2 * workers)
+    for slots, j in _ordered_map(run, tagged(), workers, ahead):
+        if j == per_process - 1:  # every earlier example of the batch is done (in order)
+            yield {k: v.reshape(num_devices, -1, *v.shape[1:]) for k, v in slots.arrays.items()}
+
+
+# ------------------------------------------------------------------------------------------------
+# Examples
+
+
+def image_dataset(cfg: DataConfig, process_index: int = 0, process_count: int = 1,
+                  start_step: int = 0) -> Iterator[tuple[np.ndarray, np.random.Generator]]:  # fmt: skip
+    """This process's endless stream of (uint8 [H, W, 3] image, its crop rng), decoded by the
+    worker pool, in stream order (see the module docstring: global stream, per-process slice,
+    ``start_step`` skips whole steps without decoding them)."""
+    items = _image_items(cfg, process_index, process_count, start_step)
+
+    def run(item):
+        step, index, load = item
+        return load(), example_rng(cfg.seed, CROP_STREAM, step, index)
+
+    workers = _num_workers(cfg)
+    return _ordered_map(run, items, workers, 2 * workers)
+
+
+def _to_float(image: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1] (as ``tf.image.convert_image_dtype``: times 1 / 255)."""
+    return np.multiply(image, np.float32(1.0 / 255.0), dtype=np.float32)
+
+
+def crop_pair(image: np.ndarray, cfg: DataConfig, rng) -> dict[str, np.ndarray]:
+    """{'image_hr': float32 [S, S, 3] in [0, 1]}: a random ``cfg.crop_size`` crop of the uint8 [H, W, 3]
+    ``image`` at even offsets, flipped left-right with probability 1/2 if ``cfg.flip``. Images whose
+    shorter side is below the crop are first resized up (``cv2.INTER_CUBIC``, aspect kept, shorter
+    side = crop). ``rng``: a ``np.random.Generator`` (or a seed for one): draws top, left, flip."""
+    import cv2
+
+    rng = np.random.default_rng(rng)
+    crop = cfg.crop_size
+    h, w = image.shape[:2]
+    grown = min(h, w) < crop
+    if grown:
+        short = min(h, w)
+        size_h, size_w = (max(-(-n * crop // short), crop) for n in (h, w))
+        image = cv2.resize(_to_float(image), (size_w, size_h), interpolation=cv2.INTER_CUBIC)
+        np.clip(image, 0.0, 1.0, out=image)
+        h, w = size_h, size_w
     # Even offsets (REFERENCE 11.38), so the LR crop is aligned with the LR grid.
-    top = 2 * tf.random.stateless_uniform([], seeds[0], 0, (h - crop) // 2 + 1, tf.int32)
-    left = 2 * tf.random.stateless_uniform([], seeds[1], 0, (w - crop) // 2 + 1, tf.int32)
+    top = 2 * int(rng.integers(0, (h - crop) // 2 + 1))
+    left = 2 * int(rng.integers(0, (w - crop) // 2 + 1))
     hr = image[top : top + crop, left : left + crop]
-    if cfg.flip:
-        hr = tf.cond(tf.random.stateless_uniform([], seeds[2]) < 0.5,
-                     lambda: tf.reverse(hr, [1]), lambda: hr)  # fmt: skip
-    hr = tf.ensure_shape(hr, [crop, crop, 3])
-    out = {"image_hr": hr}
-    if scale > 1:
-        out["image_lr"] = tf.image.resize(hr, (crop // scale, crop // scale), "bicubic", antialias=True)
+    if cfg.flip and rng.random() < 0.5:
+        hr = hr[:, ::-1]
+    return {"image_hr": np.ascontiguousarray(hr) if grown else _to_float(hr)}
+
+
+def _image_example(cfg: DataConfig, mask_sampler: MaskSampler | None, step: int, index: int,
+                   load: Callable[[], np.ndarray]) -> dict[str, np.ndarray]:  # fmt: skip
+    out = crop_pair(load(), cfg, example_rng(cfg.seed, CROP_STREAM, step, index))
+    if mask_sampler is not None:
+        s = cfg.lr_scale
+        m = cfg.crop_size // s
+        mask = np.asarray(mask_sampler(step, 1, m, m, example_rng(cfg.seed, MASK_STREAM, step, index)))
+        out["mask"] = mask[0]
+        if s > 1:
+            out["mask_hr"] = np.repeat(np.repeat(mask[0], s, axis=0), s, axis=1)
     return out
-
-
-def crop_dataset(cfg: DataConfig, process_index: int = 0, process_count: int = 1, start_step: int = 0):
-    """``image_dataset`` -> per-example {'image_hr', 'image_lr'} float32, deterministic per seed."""
-    import tensorflow as tf
-
-    ds = image_dataset(cfg, process_index, process_count, start_step)
-    return ds.map(lambda im, s: crop_pair(im, cfg, s), num_parallel_calls=tf.data.AUTOTUNE,
-                  deterministic=True)  # fmt: skip
 
 
 def _layout(cfg: DataConfig, num_devices, process_index, process_count) -> tuple[int, int, int, int]:
@@ -212,12 +386,6 @@ def _layout(cfg: DataConfig, num_devices, process_index, process_count) -> tuple
     return num_devices, process_index, process_count, cfg.global_batch_size // process_count
 
 
-def example_rng(seed: int, stream: int, step: int, index: int) -> np.random.Generator:
-    """The host-side generator of one example (global ``index`` in its step): the same draws
-    whatever the process layout, and a resumed run redraws exactly what it would have drawn."""
-    return np.random.default_rng([seed, stream, step, index])
-
-
 def host_batches(
     cfg: DataConfig,
     mask_sampler: MaskSampler | None = None,
@@ -229,59 +397,78 @@ def host_batches(
 ) -> Iterator[dict[str, np.ndarray]]:
     """Endless host batches for this process, shaped ``[num_devices, per_device, ...]``.
 
-    Keys: 'image_hr' [D, P, S, S, 3]; with ``lr_scale > 1`` 'image_lr' [D, P, S/s, S/s, 3]; with a
-    ``mask_sampler`` 'mask' at the LR (else HR) size and, with an LR image, 'mask_hr' (its nearest
-    x s upscale, REFERENCE 8.3). Each example's mask comes from ``example_rng(seed, 0, step,
-    global index)``, so masks do not depend on the process layout and a resumed run draws the same.
+    Keys: 'image_hr' float32 [D, P, S, S, 3] in [0, 1]; with a ``mask_sampler`` 'mask' float32
+    [D, P, S/s, S/s, 1] (s = ``lr_scale``: the LR size) and, if s > 1, 'mask_hr' [D, P, S, S, 1]
+    (its nearest x s upscale, REFERENCE 8.3). No 'image_lr': the train step makes it on the
+    device. Each example's mask comes from ``example_rng(seed, 0, step, global index)``, so masks
+    do not depend on the process layout and a resumed run draws the same.
     """
     num_devices, process_index, process_count, per_process = _layout(
         cfg, num_devices, process_index, process_count
     )
-    per_device = per_process // num_devices
-    ds = crop_dataset(cfg, process_index, process_count, start_step)
-    ds = ds.batch(per_process, drop_remainder=True).prefetch(2)
-    step = start_step
-    for batch in ds.as_numpy_iterator():
-        out = {k: v.reshape(num_devices, per_device, *v.shape[1:]) for k, v in batch.items()}
-        if mask_sampler is not None:
-            ref = out.get("image_lr", out["image_hr"])
-            first = step * cfg.global_batch_size + process_index * per_process
-            h, w = ref.shape[2:4]
-            rngs = [example_rng(cfg.seed, 0, step, first + i) for i in range(per_process)]
-            masks = np.concatenate([mask_sampler(step, 1, h, w, rng) for rng in rngs])
-            out["mask"] = masks.reshape(num_devices, per_device, *masks.shape[1:])
-            if "image_lr" in out:
-                s = cfg.lr_scale
-                out["mask_hr"] = np.repeat(np.repeat(out["mask"], s, axis=2), s, axis=3)
-        yield out
-        step += 1
+    items = _image_items(cfg, process_index, process_count, start_step)
+    example = functools.partial(_image_example, cfg, mask_sampler)
+    yield from _batches(cfg, items, example, num_devices, per_process)
 
 
 def prefetch_to_device(batches: Iterator[dict], size: int = 2, devices: Sequence | None = None):
-    """Puts host batches on the local devices ahead of time (``flax.jax_utils.prefetch_to_device``),
-    sharded over the ``pmap`` axis name used for the train states."""
-    from flax import jax_utils
+    """Puts host batches ``[D, ...]`` on the local devices ahead of time, sharded over their leading
+    axis (``parallel.prefetch_to_device``: ``jax.device_put`` with a ``NamedSharding`` over the
+    ``pmap`` axis, only public, non-deprecated JAX API)."""
+    from hrinpaint_jax import parallel
 
-    from hrinpaint_jax.parallel import AXIS
-
-    return jax_utils.prefetch_to_device(batches, size, devices, axis_name=AXIS)
+    return parallel.prefetch_to_device(batches, size, devices)
 
 
 # ------------------------------------------------------------------------------------------------
 # Seed-000 refinement patches (REFERENCE.md 9.2)
 
 
-def valid_patch_corners(hole: np.ndarray, size: int, min_hole: float, max_hole: float) -> np.ndarray:
-    """[N, 2] (top, left) of every ``size`` x ``size`` window of ``hole`` ([H, W], 1 = hole) whose hole
-    fraction lies in ``[min_hole, max_hole]`` -- all windows at once from a summed-area table."""
+def _windows_ok(hole: np.ndarray, size: int, min_hole: float, max_hole: float) -> np.ndarray:
+    """bool [H - size + 1, W - size + 1]: hole fraction of each window in [min_hole, max_hole]."""
+    import cv2
+
     h, w = hole.shape
     if h < size or w < size:
         raise ValueError(f"image {h}x{w} is smaller than the {size} patch")
-    sat = np.zeros((h + 1, w + 1), np.int64)
-    sat[1:, 1:] = np.cumsum(np.cumsum(hole > 0.5, axis=0), axis=1)
+    binary = np.ascontiguousarray(hole > 0.5).view(np.uint8)
+    sat = cv2.integral(binary, sdepth=cv2.CV_32S if h * w < 2**31 else cv2.CV_64F)
     counts = sat[size:, size:] - sat[:-size, size:] - sat[size:, :-size] + sat[:-size, :-size]
     frac = counts / float(size * size)
-    return np.argwhere((frac >= min_hole) & (frac <= max_hole))
+    return (frac >= min_hole) & (frac <= max_hole)
+
+
+def valid_patch_corners(hole: np.ndarray, size: int, min_hole: float, max_hole: float) -> np.ndarray:
+    """[N, 2] (top, left) of every ``size`` x ``size`` window of ``hole`` ([H, W], 1 = hole) whose hole
+    fraction lies in ``[min_hole, max_hole]`` -- all windows at once from a summed-area table
+    (``cv2.integral``), in row-major order."""
+    return np.argwhere(_windows_ok(hole, size, min_hole, max_hole))
+
+
+def _with_corner(cfg: DataConfig, mask_sampler: MaskSampler | None, patch_size: int,
+                 hole_range: tuple[float, float], max_redraws: int, stage1_dir: str | None,
+                 example: dict[str, np.ndarray], step: int, index: int) -> dict:  # fmt: skip
+    """Adds 'patch_top' / 'patch_left' (int32): a window drawn uniformly among those whose hole
+    fraction is in ``hole_range``; with a sampler the mask is redrawn while none is."""
+    lo, hi = hole_range
+    mask = example["mask"]
+    rng = example_rng(cfg.seed, CORNER_STREAM, step, index)
+    for _ in range(max_redraws + 1):
+        ok = _windows_ok(mask[..., 0], patch_size, lo, hi)
+        valid = np.flatnonzero(ok)  # the order of valid_patch_corners
+        if len(valid):
+            top, left = divmod(int(valid[rng.integers(len(valid))]), ok.shape[1])
+            example["mask"] = mask.astype(np.float32, copy=False)
+            example["patch_top"], example["patch_left"] = np.int32(top), np.int32(left)
+            return example
+        if stage1_dir is not None:
+            raise RuntimeError(f"a precomputed mask in {stage1_dir} has no {patch_size} "
+                               f"window with hole fraction in [{lo}, {hi}]")  # fmt: skip
+        mask = np.asarray(mask_sampler(step, 1, *mask.shape[:2], rng))[0]
+    raise RuntimeError(
+        f"no {patch_size} window with hole fraction in [{lo}, {hi}] after "
+        f"{max_redraws} mask redraws: check the mask sampler"
+    )
 
 
 STAGE1_PARTS = ("image", "mask", "stage1")  # NAME.image.png, NAME.mask.png, NAME.stage1.png
@@ -302,36 +489,33 @@ def stage1_examples(directory: str | os.PathLike) -> list[tuple[str, str, str]]:
     return [tuple(str(root / f"{n}.{part}.png") for part in STAGE1_PARTS) for n in names]
 
 
-def _stage1_host_batches(directory, cfg: DataConfig, *, start_step, num_devices, process_index,
-                         process_count):  # fmt: skip
-    """Endless batches {'image_hr', 'mask', 'stage1'} [D, P, S, S, C] of a precomputed folder, from
-    one global stream sliced per process (as ``image_dataset`` does for folders)."""
-    import tensorflow as tf
+def _stage1_example(cfg: DataConfig, step: int, index: int, triplet: tuple[str, str, str]):
+    """{'image_hr', 'mask' (binary: grey >= 128), 'stage1'} float32 of one PNG triplet, flipped
+    left-right together with probability 1/2 (``example_rng(seed, 2, step, index)``)."""
+    from PIL import Image
 
-    num_devices, process_index, process_count, per_process = _layout(
-        cfg, num_devices, process_index, process_count
-    )
+    def png(path, mode):
+        with Image.open(path) as im:
+            return np.asarray(im if im.mode == mode else im.convert(mode))
+
+    image, stage1 = png(triplet[0], "RGB"), png(triplet[2], "RGB")
+    mask = (png(triplet[1], "L") >= 128)[..., None]
+    if cfg.flip and example_rng(cfg.seed, CROP_STREAM, step, index).random() < 0.5:
+        image, mask, stage1 = image[:, ::-1], mask[:, ::-1], stage1[:, ::-1]
+    return {"image_hr": _to_float(image), "mask": mask.astype(np.float32), "stage1": _to_float(stage1)}
+
+
+def _stage1_items(directory, cfg: DataConfig, process_index: int, per_process: int, start_step: int):
+    """(step, global index, triplet) of this process's slice of the global stream of triplets (a
+    seeded permutation per epoch, as for folders)."""
     triplets = stage1_examples(directory)
-
-    def load(paths, seed):
-        image, mask, stage1 = (tf.image.convert_image_dtype(tf.io.decode_png(tf.io.read_file(paths[i]),
-                               channels=c), tf.float32) for i, c in enumerate((3, 1, 3)))  # fmt: skip
-        mask = tf.cast(mask > 0.5, tf.float32)
-        if cfg.flip:
-            flip = tf.random.stateless_uniform([], seed) < 0.5
-            image, mask, stage1 = (tf.cond(flip, lambda x=x: tf.reverse(x, [1]), lambda x=x: x)
-                                   for x in (image, mask, stage1))  # fmt: skip
-        return {"image_hr": image, "mask": mask, "stage1": stage1}
-
-    ds = tf.data.Dataset.from_tensor_slices(np.array(triplets))
-    ds = ds.shuffle(len(triplets), seed=cfg.seed, reshuffle_each_iteration=True).repeat()
-    seeds = tf.data.Dataset.random(seed=cfg.seed).batch(2)
-    ds = tf.data.Dataset.zip((ds, seeds)).skip(start_step * cfg.global_batch_size)
-    ds = _process_slice(ds, cfg.global_batch_size, process_index, process_count)
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(per_process, drop_remainder=True).prefetch(2)
-    for batch in ds.as_numpy_iterator():
-        yield {k: v.reshape(num_devices, -1, *v.shape[1:]) for k, v in batch.items()}
+    positions = _global_positions(cfg.global_batch_size, per_process, process_index, start_step)
+    perms: dict[int, np.ndarray] = {}
+    for step, i in positions:
+        epoch, position = divmod(i, len(triplets))
+        if epoch not in perms:
+            perms = {epoch: np.random.default_rng([cfg.seed, epoch]).permutation(len(triplets))}
+        yield step, i, triplets[perms[epoch][position]]
 
 
 def refinement_batches(
@@ -359,9 +543,9 @@ def refinement_batches(
       read from PNG triplets; the batch then also holds 'stage1'.
 
     Either way a patch corner is drawn uniformly among the windows that pass the hole test (with
-    a sampler, the mask is redrawn when none does), and the 20 channels are built on the device
-    from the whole square's shifts (``pipelines.two_stage.refinement_patches``), so nothing of size
-    20 x S^2 crosses the host.
+    a sampler, the mask is redrawn when none does; ``example_rng(seed, 1, step, index)``), in the
+    worker pool, and the 20 channels are built on the device from the whole square's shifts
+    (``pipelines.two_stage.refinement_patches``), so nothing of size 20 x S^2 crosses the host.
 
     Yields 'image_hr', 'mask' (and 'stage1') [D, P, S, S, C] plus 'patch_top', 'patch_left'
     [D, P] int32. Deterministic given the seed and the step; ``start_step`` resumes the stream.
@@ -372,39 +556,22 @@ def refinement_batches(
         raise ValueError("refinement batches need DataConfig.lr_scale = 1 (no LR image)")
     if cfg.crop_size < patch_size:
         raise ValueError(f"crop_size {cfg.crop_size} is smaller than patch_size {patch_size}")
-    where = dict(start_step=start_step, num_devices=num_devices, process_index=process_index,
-                 process_count=process_count)  # fmt: skip
+    num_devices, process_index, process_count, per_process = _layout(
+        cfg, num_devices, process_index, process_count
+    )
     if stage1_dir is None:
-        batches = host_batches(cfg, mask_sampler, **where)
+        items = _image_items(cfg, process_index, process_count, start_step)
+        base = functools.partial(_image_example, cfg, mask_sampler)
     else:
-        batches = _stage1_host_batches(stage1_dir, cfg, **where)
-    _, index, count, per_process = _layout(cfg, num_devices, process_index, process_count)
-    lo, hi = hole_range
-    for step, batch in enumerate(batches, start_step):
-        masks = batch["mask"].reshape(-1, *batch["mask"].shape[2:])
-        first = step * cfg.global_batch_size + index * per_process
-        corners = np.empty((masks.shape[0], 2), np.int32)
-        for i in range(masks.shape[0]):
-            rng = example_rng(cfg.seed, 1, step, first + i)
-            for _ in range(max_redraws + 1):
-                valid = valid_patch_corners(masks[i, ..., 0], patch_size, lo, hi)
-                if len(valid):
-                    corners[i] = valid[rng.integers(len(valid))]
-                    break
-                if stage1_dir is not None:
-                    raise RuntimeError(f"a precomputed mask in {stage1_dir} has no {patch_size} "
-                                       f"window with hole fraction in [{lo}, {hi}]")  # fmt: skip
-                masks[i] = mask_sampler(step, 1, *masks.shape[1:3], rng)[0]
-            else:
-                raise RuntimeError(
-                    f"no {patch_size} window with hole fraction in [{lo}, {hi}] after "
-                    f"{max_redraws} mask redraws: check the mask sampler"
-                )
-        lead = batch["mask"].shape[:2]
-        batch["mask"] = masks.reshape(batch["mask"].shape)
-        batch["patch_top"] = corners[:, 0].reshape(lead)
-        batch["patch_left"] = corners[:, 1].reshape(lead)
-        yield batch
+        items = _stage1_items(stage1_dir, cfg, process_index, per_process, start_step)
+        base = functools.partial(_stage1_example, cfg)
+    corner = functools.partial(_with_corner, cfg, mask_sampler, patch_size, hole_range, max_redraws,
+                               stage1_dir)  # fmt: skip
+
+    def example(step, index, source):
+        return corner(base(step, index, source), step, index)
+
+    yield from _batches(cfg, items, example, num_devices, per_process)
 
 
 def precompute_stage1(

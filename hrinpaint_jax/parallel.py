@@ -7,8 +7,11 @@ synchronised over all devices of all hosts like the references' SyncBatchNorm).
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -65,13 +68,68 @@ def initialize_distributed(
     return True
 
 
-def replicate(tree: Any) -> Any:
+def device_sharding(devices: Sequence | None = None) -> jax.sharding.NamedSharding:
+    """The sharding of every ``pmap`` input: leading axis split over ``devices`` (default: this
+    process's devices in ``pmap`` order, ``jax.local_devices()``) along a one-axis mesh named
+    ``AXIS``. Replicated states and batches share it, so the compiled step sees the same input
+    shardings at every step."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    mesh = jax.sharding.Mesh(np.array(devices), (AXIS,))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+
+
+def replicate(tree: Any, devices: Sequence | None = None) -> Any:
     """Copies a pytree onto every local device (leading axis = local devices), sharded over a mesh
     axis named ``AXIS`` like the batches, so the compiled step sees the same input shardings at
-    every step (another axis name makes step 2 recompile)."""
-    from flax import jax_utils
+    every step (another axis name makes step 2 recompile).
 
-    return jax_utils.replicate(tree, axis_name=AXIS)
+    ``jax.device_put`` with ``device_sharding`` (the drop-in replacement the JAX docs give for the
+    deprecated ``jax.device_put_replicated``; works on JAX 0.10 and 0.11 and does not depend on
+    which of those ``flax.jax_utils.replicate`` uses). NumPy leaves are broadcast, not copied, on
+    the host; ``jax.Array`` leaves (typed PRNG keys included) are stacked on their device.
+    """
+    sharding = device_sharding(devices)
+    n = len(sharding.mesh.devices)
+
+    def put(x):
+        if isinstance(x, jax.Array):
+            return jax.device_put(jnp.broadcast_to(x[None], (n, *x.shape)), sharding)
+        x = np.asarray(x)
+        return jax.device_put(np.broadcast_to(x[None], (n, *x.shape)), sharding)
+
+    return jax.tree.map(put, tree)
+
+
+def shard_to_devices(tree: Any, devices: Sequence | None = None) -> Any:
+    """Puts a host pytree whose leaves are ``[local devices, ...]`` (a batch from
+    ``input_pipeline``) on the local devices, one slice each, with ``device_sharding``: the
+    replacement of the deprecated ``jax.device_put_sharded``."""
+    sharding = device_sharding(devices)
+    n = len(sharding.mesh.devices)
+
+    def put(x):
+        if np.shape(x)[:1] != (n,):
+            raise ValueError(f"leading axis {np.shape(x)[:1]} is not the {n} local devices")
+        return jax.device_put(x, sharding)
+
+    return jax.tree.map(put, tree)
+
+
+def prefetch_to_device(batches: Iterator[Any], size: int = 2, devices: Sequence | None = None
+                       ) -> Iterator[Any]:  # fmt: skip
+    """``shard_to_devices`` of each host batch, ``size`` batches ahead (the transfers are
+    asynchronous, so the next batches upload while the current step runs), like
+    ``flax.jax_utils.prefetch_to_device`` without depending on it."""
+    queue: collections.deque = collections.deque()
+
+    def enqueue(n):
+        for batch in itertools.islice(batches, n):
+            queue.append(shard_to_devices(batch, devices))
+
+    enqueue(max(size, 1))
+    while queue:
+        yield queue.popleft()
+        enqueue(1)
 
 
 def _first_local(x):

@@ -12,6 +12,13 @@ Stages (``config.task``):
   zoom_pretrain_refine   ZTI refinement net @256 on the masked image, L1 + 0.01 VGG.
   zoom_pretrain_sr       ZTI SR x2 (LR 64 -> HR 128), L1.
   zoom_joint             ZTI coarse + SR + refine + PatchGAN D, loss 8.3 (small / large masks).
+
+Mixed precision (``config.dtype = 'bfloat16'``): the trained networks and the frozen ones (VGG, the
+stage-1 DFNet) compute in bfloat16; parameters, optimiser state, BatchNorm statistics, gradients and
+every loss term stay float32 (network outputs and VGG features are cast to float32 before a loss).
+
+Host batches hold 'image_hr' (and 'mask', 'mask_hr'); the Zoom-to-Inpaint LR image is computed on the
+device inside the step (``with_lr_image``).
 """
 
 from __future__ import annotations
@@ -28,11 +35,28 @@ import optax
 from flax import struct
 
 from hrinpaint_jax import losses
+from hrinpaint_jax.layers import compute_dtype
+from hrinpaint_jax.ops.resize import resize_bicubic_tf
 from hrinpaint_jax.parallel import AXIS, device_rng, pmean
 
 logger = logging.getLogger(__name__)
 
 VGG16_FALLBACK = "vgg16 block4_conv1 (fallback: no VGG19 weights given, config.loss.vgg19_weights)"
+
+
+def _f32(x):
+    """Network outputs (arrays, lists or dicts of them) as float32, for the losses."""
+    return jax.tree.map(lambda a: a.astype(jnp.float32), x)
+
+
+def with_lr_image(batch: dict, scale: int) -> dict:
+    """``batch`` plus 'image_lr': its 'image_hr' [B, S, S, 3] downscaled by ``scale`` with TF's bicubic
+    antialiased resize (``tf.image.resize(hr, (S/scale, S/scale), 'bicubic', antialias=True)``,
+    REFERENCE 9.3 / 11.38), unclipped, as the old tf.data pipeline made it. Computed on the device,
+    inside the step; a host 'image_lr' is replaced."""
+    hr = batch["image_hr"]
+    size = (hr.shape[-3] // scale, hr.shape[-2] // scale)
+    return {**batch, "image_lr": resize_bicubic_tf(hr, size, antialias=True)}
 
 
 class TrainState(struct.PyTreeNode):
@@ -129,34 +153,37 @@ def mask_sampler(masks) -> Callable | None:
 # Frozen feature extractors.
 
 
-def vgg16_pool_features(params) -> Callable:
+def vgg16_pool_features(params, dtype=None) -> Callable:
     """VGG16 pool1-3 on raw [0, 1] images, as DFNet's loss feeds it (REFERENCE 8.1 QUIRK: no
-    ImageNet normalisation, whatever channel order the network works in)."""
+    ImageNet normalisation, whatever channel order the network works in). ``dtype``: computation
+    dtype (None: float32); the features are returned as float32 for the Gram / L1 terms."""
     from hrinpaint_jax.models.vgg import VGG
 
-    net = VGG(depth=16, outputs=("block1_pool", "block2_pool", "block3_pool"))
+    net = VGG(depth=16, outputs=("block1_pool", "block2_pool", "block3_pool"),
+              dtype=dtype or jnp.float32)  # fmt: skip
 
     def features(x):
-        out = net.apply({"params": params}, x)
+        out = _f32(net.apply({"params": params}, x))
         return [out["block1_pool"], out["block2_pool"], out["block3_pool"]]
 
     return features
 
 
-def zti_features(params, depth: int) -> Callable:
+def zti_features(params, depth: int, dtype=None) -> Callable:
     """``block4_conv1`` (after ReLU) on ``losses.zti_vgg_input`` (Caffe-preprocessed BGR, 224^2).
 
     VGG19 with Keras/Caffe weights is the reference. The VGG16 fallback has torchvision weights,
-    which expect ImageNet-normalised RGB, so the Caffe preprocessing is undone first."""
+    which expect ImageNet-normalised RGB, so the Caffe preprocessing is undone first. ``dtype``:
+    computation dtype (None: float32); the features are returned as float32."""
     from hrinpaint_jax.models.vgg import VGG, imagenet_normalize
 
-    net = VGG(depth=depth, outputs=("block4_conv1",))
+    net = VGG(depth=depth, outputs=("block4_conv1",), dtype=dtype or jnp.float32)
 
     def features(x_pre):
         if depth == 16:
             rgb = (x_pre + jnp.asarray(losses.CAFFE_BGR_MEAN, x_pre.dtype))[..., ::-1] / 255.0
             x_pre = imagenet_normalize(rgb)
-        return net.apply({"params": params}, x_pre)["block4_conv1"]
+        return net.apply({"params": params}, x_pre)["block4_conv1"].astype(jnp.float32)
 
     return features
 
@@ -188,6 +215,8 @@ class Task:
 
     def __init__(self, config):
         self.config = config
+        # The networks' computation dtype (None: float32); validates config.dtype up front.
+        self.dtype = compute_dtype(config.get("dtype", "float32"), "config.dtype")
 
     # -- subclasses provide ------------------------------------------------------------------
     def model(self) -> nn.Module:
@@ -211,12 +240,12 @@ class Task:
                             start_step=start_step, **layout)  # fmt: skip
 
     def example_batch(self, num_devices: int, per_device: int) -> dict[str, np.ndarray]:
-        """Zeros shaped like ``batches``' output (for abstract tracing and benchmarks)."""
+        """Zeros shaped like ``batches``' output (for abstract tracing and benchmarks): 'image_hr',
+        and with masks 'mask' at the LR size and 'mask_hr' when ``lr_scale > 1`` (no 'image_lr':
+        the steps compute it, ``with_lr_image``)."""
         d = self.config.data
         lead, s, scale = (num_devices, per_device), d.crop_size, d.lr_scale
         batch = {"image_hr": np.zeros((*lead, s, s, 3), np.float32)}
-        if scale > 1:
-            batch["image_lr"] = np.zeros((*lead, s // scale, s // scale, 3), np.float32)
         if self.config.masks.kind != "none":
             m = s // scale
             batch["mask"] = np.zeros((*lead, m, m, 1), np.float32)
@@ -275,7 +304,7 @@ class DFNetTask(Task):
     (its QUIRK step 2 flips RGB -> BGR before DFNet), so trained weights drop into that pipeline."""
 
     def model(self):
-        return _dfnet_model(self.config, AXIS)
+        return _dfnet_model(self.config, AXIS, self.dtype)
 
     def init_inputs(self):
         s = self.config.data.crop_size
@@ -291,7 +320,8 @@ class DFNetTask(Task):
         known = 1.0 - batch["mask"]
         results, new_state = self.model().apply(_merge(params, model_state), x * known, known,
                                                 train=True, mutable=["batch_stats"])  # fmt: skip
-        terms = losses.dfnet_loss(results, x, known, vgg16_pool_features(frozen["vgg16"]),
+        terms = losses.dfnet_loss(_f32(results), x, known,
+                                  vgg16_pool_features(frozen["vgg16"], self.dtype),
                                   weights=dict(self.config.loss.dfnet))  # fmt: skip
         return terms["total"], (terms, new_state)
 
@@ -299,7 +329,7 @@ class DFNetTask(Task):
         x = _images(batch)
         known = 1.0 - batch["mask"]
         out = self.model().apply(_merge(state.params, state.model_state), (x * known)[..., ::-1], known)
-        output = out[0][..., ::-1] * (1.0 - known) + x * known
+        output = _f32(out[0])[..., ::-1] * (1.0 - known) + x * known
         return {"input": x * known, "mask": batch["mask"], "output": output, "target": x}
 
     def export(self):
@@ -313,10 +343,10 @@ def _dfnet_kwargs(config) -> dict:
             "max_features": d.max_features}  # fmt: skip
 
 
-def _dfnet_model(config, axis):
+def _dfnet_model(config, axis, dtype=None):
     from hrinpaint_jax.models import DFNet
 
-    return DFNet(**_dfnet_kwargs(config), bn_axis_name=axis)
+    return DFNet(**_dfnet_kwargs(config), bn_axis_name=axis, dtype=dtype)
 
 
 def _refine_kwargs(config) -> dict:
@@ -332,7 +362,7 @@ class ShiftRefineTask(Task):
     def model(self):
         from hrinpaint_jax.models import ShiftRefineUNet
 
-        return ShiftRefineUNet(**_refine_kwargs(self.config), bn_axis_name=AXIS)
+        return ShiftRefineUNet(**_refine_kwargs(self.config), bn_axis_name=AXIS, dtype=self.dtype)
 
     def init_inputs(self):
         s = self.config.refine.patch_size
@@ -355,7 +385,7 @@ class ShiftRefineTask(Task):
         frozen = {"vgg16": load_vgg16_lpips_weights()}
         if not self.config.refine.stage1_dir:
             model, variables = self._stage1()
-            self._dfnet = model
+            self._dfnet = model.clone(dtype=self.dtype)  # the frozen stage 1 computes in dtype too
             frozen["dfnet"] = variables
         return frozen
 
@@ -396,13 +426,14 @@ class ShiftRefineTask(Task):
         inputs, hole, target = self._patches(frozen, batch)
         out, new_state = self.model().apply(_merge(params, model_state), inputs, hole, train=True,
                                             mutable=["batch_stats"])  # fmt: skip
-        terms = losses.refinement_loss(out, target, hole, vgg16_pool_features(frozen["vgg16"]),
+        terms = losses.refinement_loss(_f32(out), target, hole,
+                                       vgg16_pool_features(frozen["vgg16"], self.dtype),
                                        weights=dict(self.config.loss.dfnet))  # fmt: skip
         return terms["total"], (terms, new_state)
 
     def predict(self, state, frozen, batch):
         inputs, hole, target = self._patches(frozen, batch)
-        out = self.model().apply(_merge(state.params, state.model_state), inputs, hole)
+        out = _f32(self.model().apply(_merge(state.params, state.model_state), inputs, hole))
         output = out * hole + target * (1.0 - hole)
         return {"input": inputs[..., :3], "mask": hole, "output": output, "target": target}
 
@@ -420,9 +451,10 @@ class _ZoomPretrain(Task):
         return {"vgg": params}
 
     def _vgg_fn(self, frozen):
-        return zti_features(frozen["vgg"], 19 if self.config.loss.vgg19_weights else 16)
+        return zti_features(frozen["vgg"], 19 if self.config.loss.vgg19_weights else 16, self.dtype)
 
     def _loss_terms(self, out, target, frozen):
+        out = _f32(out)
         terms = {"l1": jnp.mean(losses.l1_per_sample(out, target))}
         total = self.config.loss.l1 * terms["l1"]
         if self.config.loss.vgg:
@@ -434,7 +466,7 @@ class _ZoomPretrain(Task):
 
     def _zoom_kwargs(self):
         z = self.config.zoom
-        return {"width": z.width, "bn_axis_name": AXIS}
+        return {"width": z.width, "bn_axis_name": AXIS, "dtype": self.dtype}
 
 
 class ZoomCoarseTask(_ZoomPretrain):
@@ -461,7 +493,7 @@ class ZoomCoarseTask(_ZoomPretrain):
 
     def predict(self, state, frozen, batch):
         x, m = _images(batch), batch["mask"]
-        out = self._forward(_merge(state.params, state.model_state), batch, False)
+        out = _f32(self._forward(_merge(state.params, state.model_state), batch, False))
         return {"input": x * (1.0 - m), "mask": m, "output": out * m + x * (1.0 - m), "target": x}
 
 
@@ -482,19 +514,22 @@ class ZoomSRTask(_ZoomPretrain):
         from hrinpaint_jax.models import SuperResolutionNet
 
         z = self.config.zoom
-        return SuperResolutionNet(scale=z.sr_scale, features=z.sr_features, num_blocks=z.sr_blocks)
+        return SuperResolutionNet(scale=z.sr_scale, features=z.sr_features, num_blocks=z.sr_blocks,
+                                  dtype=self.dtype)  # fmt: skip
 
     def init_inputs(self):
         s = self.config.data.crop_size // self.config.data.lr_scale
         return (jnp.zeros((1, s, s, 3)),)
 
     def loss(self, params, model_state, frozen, batch, rng):
+        batch = with_lr_image(batch, self.config.data.lr_scale)
         out = self.model().apply(_merge(params, model_state), batch["image_lr"], train=True)
         total, terms = self._loss_terms(out, _images(batch), frozen)
         return total, (terms, model_state)
 
     def predict(self, state, frozen, batch):
-        out = self.model().apply(_merge(state.params, state.model_state), batch["image_lr"])
+        batch = with_lr_image(batch, self.config.data.lr_scale)
+        out = _f32(self.model().apply(_merge(state.params, state.model_state), batch["image_lr"]))
         up = jnp.repeat(jnp.repeat(batch["image_lr"], 2, axis=1), 2, axis=2)
         target = _images(batch)
         return {"input": up, "mask": jnp.zeros_like(target[..., :1]), "output": out, "target": target}
@@ -518,12 +553,12 @@ class ZoomJointTask(_ZoomPretrain):
         z = self.config.zoom
         return ZoomToInpaint(width=z.width, sr_scale=z.sr_scale, sr_features=z.sr_features,
                              sr_blocks=z.sr_blocks, disc_features=tuple(z.disc_features),
-                             attention=z.attention, bn_axis_name=AXIS)  # fmt: skip
+                             attention=z.attention, bn_axis_name=AXIS, dtype=self.dtype)  # fmt: skip
 
     def discriminator(self):
         from hrinpaint_jax.models import PatchGANDiscriminator
 
-        return PatchGANDiscriminator(tuple(self.config.zoom.disc_features))
+        return PatchGANDiscriminator(tuple(self.config.zoom.disc_features), dtype=self.dtype)
 
     def init_inputs(self):
         s = self.config.data.crop_size // self.config.data.lr_scale
@@ -541,15 +576,18 @@ class ZoomJointTask(_ZoomPretrain):
         }
 
     def _forward(self, g_params, g_state, d_params, d_state, frozen, batch):
+        """Both losses of one step; ``batch`` has 'image_lr' (``with_lr_image``)."""
         lr, m, hr = batch["image_lr"], batch["mask"], _images(batch)
         out, g_new = self.model().apply(_merge(g_params, g_state), lr, m, train=True,
                                         mutable=["batch_stats"])  # fmt: skip
+        out = _f32(out)
         composite = losses.zti_composite(out["refine"], hr, out["mask_hr"])
         disc = self.discriminator()
         mutable = ["params", "spectral"]
         d_in = lambda image: jnp.concatenate([image, out["mask_hr"]], axis=-1)  # noqa: E731
         real, d1 = disc.apply(_merge(d_params, d_state), d_in(hr), mutable=mutable)
         fake, d2 = disc.apply(dict(d1), d_in(composite), mutable=mutable)
+        real, fake = _f32(real), _f32(fake)
         g_terms = losses.zti_generator_loss(out, lr, hr, fake, self._vgg_fn(frozen), self._weights(),
                                             self.config.loss.vgg_input_size)  # fmt: skip
         d_loss = losses.zti_discriminator_loss(real, fake)
@@ -562,10 +600,12 @@ class ZoomJointTask(_ZoomPretrain):
 
     def train_forward(self, states, frozen, batch, rng):
         g, d = states["g"], states["d"]
+        batch = with_lr_image(batch, self.config.data.lr_scale)
         return self._forward(g.params, g.model_state, d.params, d.model_state, frozen, batch)
 
     def train_step(self, states, frozen, batch, rng):
         g, d = states["g"], states["d"]
+        batch = with_lr_image(batch, self.config.data.lr_scale)
 
         def both(g_params, d_params):
             return self._forward(g_params, g.model_state, d_params, d.model_state, frozen, batch)
@@ -583,8 +623,9 @@ class ZoomJointTask(_ZoomPretrain):
         return {"g": g, "d": d}, pmean(metrics)
 
     def predict(self, state, frozen, batch):
-        out = self.model().apply(_merge(state.params, state.model_state), batch["image_lr"],
-                                 batch["mask"])  # fmt: skip
+        batch = with_lr_image(batch, self.config.data.lr_scale)
+        out = _f32(self.model().apply(_merge(state.params, state.model_state), batch["image_lr"],
+                                      batch["mask"]))  # fmt: skip
         hr, m = _images(batch), out["mask_hr"]
         return {"input": hr * (1.0 - m), "mask": m,
                 "output": losses.zti_composite(out["refine"], hr, m), "target": hr}  # fmt: skip

@@ -8,8 +8,9 @@
   ``config.keep_checkpoints``. A run restarted on the same workdir resumes from the latest step
   (same data stream and rngs as an uninterrupted run). ``config.init_from`` starts a fresh run from
   another stage's workdir or a converted weights directory.
-* clu metric writers (TensorBoard event files in WORKDIR + the log; process 0 only): every loss term,
-  the learning rate, steps/s and ETA; PNG sample grids (input | mask | output | target) in
+* ``metric_writers.MetricWriter`` (no TensorFlow; process 0 writes TensorBoard event files and
+  ``WORKDIR/metrics.csv``, every process logs): every loss term, the learning rate, steps/s, ETA
+  and elapsed time; PNG sample grids (input | mask | output | target) as image summaries and in
   ``WORKDIR/samples`` every ``config.sample_every`` steps.
 * A NaN / inf loss stops the run with ``TrainingDiverged``; no checkpoint is written after it.
 """
@@ -201,7 +202,6 @@ def _with_precise_bn(task, tree: dict[str, Any], step: int, images: int) -> dict
     import copy
 
     from hrinpaint_jax import precise_bn
-    from hrinpaint_jax.input_pipeline import prefetch_to_device
 
     # The forward needs params, statistics and step; the optimiser state is not used.
     states = task.init_states(jax.random.fold_in(jax.random.key(task.config.seed), 0))
@@ -212,7 +212,7 @@ def _with_precise_bn(task, tree: dict[str, Any], step: int, images: int) -> dict
     devices = jax.device_count()
     config.data.global_batch_size = -(-images // devices) * devices  # whole images per device
     big = get_task(config)
-    batch = next(prefetch_to_device(big.batches(step), 1))
+    batch = next(parallel.prefetch_to_device(big.batches(step), 1))
     rng = jax.random.fold_in(jax.random.key(config.seed), 1)
     states = precise_bn.population_statistics(big, states, big.frozen(), batch, rng)
     return jax.device_get(_states_tree(states))
@@ -381,9 +381,7 @@ def build(config) -> tuple[Task, dict[str, TrainState], dict[str, Any]]:
 def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     """Trains ``config.task`` for ``config.num_train_steps`` in ``workdir`` (resuming if it holds
     checkpoints). Returns the last logged metrics."""
-    from clu import metric_writers, periodic_actions
-
-    from hrinpaint_jax.input_pipeline import prefetch_to_device
+    from hrinpaint_jax.metric_writers import MetricWriter
 
     workdir = os.path.abspath(os.fspath(workdir))
     primary = jax.process_index() == 0
@@ -399,18 +397,29 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
         start = 0
         if config.init_from:
             states = initialise_from(states, config.init_from, config.init_from_optimizer)
-    writer = metric_writers.create_default_writer(workdir, just_logging=not primary, asynchronous=False)
+    writer = MetricWriter(workdir, primary=primary)
+    try:
+        return _train_loop(config, workdir, task, states, frozen, start, manager, writer)
+    finally:
+        writer.close()
+        manager.close()
+
+
+def _train_loop(config, workdir: str, task: Task, states: dict[str, TrainState], frozen: dict,
+                start: int, manager, writer) -> dict[str, float]:  # fmt: skip
+    from hrinpaint_jax.metric_writers import ReportProgress
+
+    primary = jax.process_index() == 0
     if start == 0:
-        writer.write_hparams({k: v for k, v in _flat_config(config).items()})
+        writer.write_hparams(_flat_config(config))
     total = config.num_train_steps
-    report = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
-                                             every_steps=config.log_every)  # fmt: skip
+    report = ReportProgress(total, writer, config.log_every, start_step=start)
 
     p_step = jax.pmap(task.train_step, axis_name=parallel.AXIS, donate_argnums=(0,))
     p_samples = jax.pmap(task.samples, axis_name=parallel.AXIS)
     r_states, r_frozen = parallel.replicate(states), parallel.replicate(frozen)
     r_rng = parallel.replicate(jax.random.fold_in(jax.random.key(config.seed), 1))
-    batches = prefetch_to_device(task.batches(start), 2)
+    batches = parallel.prefetch_to_device(task.batches(start), 2)
     history: list[dict] = []
     last: dict[str, float] = {}
     step = start
@@ -442,8 +451,6 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
             if due_stop:
                 logger.warning("stopped at step %d on SIGTERM", step)
                 break
-    writer.flush()
-    manager.close()
     return last
 
 

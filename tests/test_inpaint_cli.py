@@ -172,6 +172,29 @@ def test_empty_mask_writes_the_image_unchanged(weights, tmp_path, capsys):
     assert "empty mask" in capsys.readouterr().err
 
 
+def test_dtype_bfloat16_is_close_to_float32(tmp_path, capsys):
+    """--dtype bfloat16 (zoom, bundled weights): known pixels exact, the fill within 2 grey levels
+    on average of the float32 fill (tests/test_mixed_precision.py measures both methods)."""
+    from hrinpaint_jax.inpaint import DEFAULT_WEIGHTS
+
+    img, mask = photo(64, 64), square_mask(64, 64)
+    save(tmp_path / "in.png", img)
+    save(tmp_path / "m.png", mask)
+    outs = {}
+    for dtype in ("float32", "bfloat16"):
+        out = tmp_path / f"{dtype}.png"
+        args = ("--method", "zoom", "--dtype", dtype)
+        assert run(DEFAULT_WEIGHTS, tmp_path / "in.png", tmp_path / "m.png", out, *args) == 0
+        outs[dtype] = np.asarray(Image.open(out)).astype(np.float64)
+    hole = mask == 255
+    np.testing.assert_array_equal(outs["bfloat16"][~hole], img[~hole])
+    assert np.abs(outs["bfloat16"] - outs["float32"])[hole].mean() < 2.0
+    with pytest.raises(SystemExit) as e:
+        run(DEFAULT_WEIGHTS, tmp_path / "in.png", tmp_path / "m.png", tmp_path / "x.png",
+            "--dtype", "float16")  # fmt: skip
+    assert e.value.code == 2 and "invalid choice: 'float16'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "case, message",
     [

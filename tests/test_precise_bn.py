@@ -44,6 +44,9 @@ def _coarse_forward(model, variables, batch, train):
 
 
 def _joint_forward(model, variables, batch, train):
+    from hrinpaint_jax.tasks import with_lr_image
+
+    batch = with_lr_image(batch, 2)  # the train step makes the LR image on the device
     variables = {k: v for k, v in variables.items() if k != "spectral"}
     if train:
         out = model.apply(variables, batch["image_lr"], batch["mask"], train=True,

@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from flax import jax_utils, traverse_util
+from flax import traverse_util
 
 from configs import ours, tiny
 from hrinpaint_jax import losses, parallel, train_lib
@@ -87,6 +87,33 @@ def test_tiny_zoom_pretraining_stages(stage, tmp_path):
     assert np.isfinite(metrics["loss"]) and ("vgg" in metrics) == (stage != "zoom_pretrain_sr")
 
 
+def test_zoom_lr_image_is_made_in_the_step_from_image_hr():
+    """Host batches hold no 'image_lr': the ZTI steps make it on the device, the TF bicubic
+    antialiased downscale of 'image_hr', unclipped (the SR stage's L1 is of the net on it)."""
+    from hrinpaint_jax.ops.resize import resize_bicubic_tf
+    from hrinpaint_jax.tasks import with_lr_image
+
+    joint = TASKS["zoom_joint"](tiny_config("zoom_joint"))
+    shapes = {k: v.shape for k, v in joint.example_batch(1, 2).items()}
+    assert shapes == {"image_hr": (1, 2, 64, 64, 3), "mask": (1, 2, 32, 32, 1),
+                      "mask_hr": (1, 2, 64, 64, 1)}  # fmt: skip
+    task = TASKS["zoom_pretrain_sr"](tiny_config("zoom_pretrain_sr"))
+    g = task.init_states(jax.random.key(0))["g"]
+    batch = task.example_batch(1, 2)
+    assert set(batch) == {"image_hr"}
+    y, x = np.mgrid[:32, :32]
+    checker = ((y // 4 + x // 4) % 2).astype(np.float32)[None, None, ..., None]
+    hr = np.broadcast_to(checker, batch["image_hr"].shape).copy()
+    lr = resize_bicubic_tf(hr[0], (16, 16), antialias=True)
+    np.testing.assert_array_equal(with_lr_image({"image_hr": hr[0]}, 2)["image_lr"], lr)
+    assert float(lr.min()) < 0 and float(lr.max()) > 1  # unclipped: cubic overshoot at the edges
+    loss = lambda b: task.loss(g.params, g.model_state, {}, b, None)[0]  # noqa: E731
+    out = task.model().apply({"params": g.params}, lr)
+    want = np.mean(np.abs(np.asarray(out) - hr[0]))
+    np.testing.assert_allclose(jax.vmap(loss, axis_name=parallel.AXIS)({"image_hr": hr})[0], want,
+                               rtol=1e-5)  # fmt: skip
+
+
 def test_pmap_step_equals_one_device_with_the_whole_batch(caplog):
     """4 devices x 1 image == 1 device x 4 images (synchronised BatchNorm, pmean of gradients,
     spectral norm, both GAN states), replicas identical, and the step compiles once.
@@ -102,7 +129,7 @@ def test_pmap_step_equals_one_device_with_the_whole_batch(caplog):
     for n in (4, 1):
         devices = jax.local_devices()[:n]
         step = jax.pmap(task.train_step, axis_name=parallel.AXIS, devices=devices)
-        put = lambda t, d=devices: jax_utils.replicate(t, d, axis_name=parallel.AXIS)  # noqa: E731
+        put = lambda t, d=devices: parallel.replicate(t, d)  # noqa: E731
         local = jax.tree.map(lambda x, n=n: x.reshape(n, -1, *x.shape[2:]), batch)
         new, metrics = step(put(states), put(frozen), local, put(rng))
         assert parallel.replicas_identical({k: s.params for k, s in new.items()})

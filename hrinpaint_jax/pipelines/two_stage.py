@@ -26,6 +26,9 @@ the full computation.
 Tiled refinement (``tile_size``): the whole refinement U-Net runs on overlapping tiles blended with
 feathered weights, to bound memory for very large images. It approximates the untiled result (the
 encoder then sees only its tile).
+
+``dtype='bfloat16'`` runs both networks in bfloat16 (parameters float32; the merges, resizes and the
+uint8 conversion stay float32); the default float32 is the reference-parity path.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hrinpaint_jax.layers import compute_dtype
 from hrinpaint_jax.ops.resize import (
     nearest_indices_cv2,
     resize_bilinear_cv2_u8,
@@ -157,6 +161,9 @@ class TwoStageInpainter:
       memory_budget_gb: if the refinement is estimated (``estimate_refine_gb``) to need more host
         memory than this, it runs in tiles of the largest size that fits, with a logged warning
         (tiling is approximate). None = no limit.
+      dtype: computation dtype of both networks: 'float32' (reference parity) or 'bfloat16'
+        (parameters stay float32), the networks given being rebuilt with it; None (default) keeps
+        the networks' own ``dtype`` (float32 for loaded weights).
     """
 
     dfnet: Any
@@ -168,6 +175,14 @@ class TwoStageInpainter:
     tile_size: int | None = None
     tile_overlap: int = 256
     memory_budget_gb: float | None = None
+    dtype: str | None = None
+
+    def __post_init__(self):
+        if self.dtype is not None:
+            dtype = compute_dtype(self.dtype)
+            # Frozen dataclass: the networks are rebuilt with the computation dtype once, here.
+            object.__setattr__(self, "dfnet", self.dfnet.clone(dtype=dtype))
+            object.__setattr__(self, "refine", self.refine.clone(dtype=dtype))
 
     @classmethod
     def from_pretrained(cls, dfnet_dir, refine_dir, **kwargs) -> TwoStageInpainter:

