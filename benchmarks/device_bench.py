@@ -82,8 +82,11 @@ class Table:
             self.writer.writeheader()
         print(f"| {' | '.join(columns)} |\n|{'---|' * len(columns)}", flush=True)
 
+    errors = 0
+
     def row(self, r: dict):
         r = {c: r.get(c, "") for c in self.columns}
+        self.errors += str(r.get("note", "")).startswith("error:")
         if self.writer:
             self.writer.writerow(r)
             self.file.flush()
@@ -223,7 +226,7 @@ def inference(args) -> int:
                     "note": f"error: {type(e).__name__}: {str(e).strip()[:200]}".replace("\n", " "),
                 }
             )
-    return 0
+    return 1 if table.errors else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,7 +336,7 @@ def train(args) -> int:
                 }
             )
         jax.clear_caches()
-    return 0
+    return 1 if table.errors else 0
 
 
 def main() -> int:
