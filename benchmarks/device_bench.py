@@ -128,8 +128,11 @@ def time_calls(fn, args, repeats: int) -> list[float]:
     return times
 
 
-def cast_model(model, dtype):
-    return model if dtype == "float32" else model.clone(dtype=jnp.bfloat16)
+def cast_model(model, dtype: str):
+    """``model`` computing in ``dtype`` ('float32' keeps the loaded model's float32)."""
+    from hrinpaint_jax.layers import compute_dtype
+
+    return model.clone(dtype=compute_dtype(dtype))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import os
 import sys
 import time
@@ -74,8 +75,11 @@ def net_row(name, dtype, got, want, f32_tol, seconds, note=""):
     }
 
 
-def with_dtype(model, dtype):
-    return model if dtype == "float32" else model.clone(dtype=jnp.bfloat16)
+def with_dtype(model, dtype: str):
+    """``model`` computing in ``dtype`` ('float32' keeps the loaded model's float32)."""
+    from hrinpaint_jax.layers import compute_dtype
+
+    return model.clone(dtype=compute_dtype(dtype))
 
 
 def check_dfnet(fx, dtype):
@@ -122,7 +126,7 @@ def check_pipeline(fx, dtype):
     case = np.load(fx / "pipeline_case.npz")
     dfnet, dv, _ = load_pretrained(fx / "weights" / "dfnet")
     refine, rv, _ = load_pretrained(fx / "weights" / "shift_refine")
-    pipe = TwoStageInpainter(with_dtype(dfnet, dtype), dv, with_dtype(refine, dtype), rv, faithful=True)
+    pipe = TwoStageInpainter(dfnet, dv, refine, rv, faithful=True, dtype=dtype)
     t = time.perf_counter()
     out, stages = pipe(case["image_rgb"], case["mask"], return_stages=True)
     s = time.perf_counter() - t
@@ -229,12 +233,10 @@ def check_pmap_step():
         devices = jax.devices("cpu")[:4] if platform == "cpu" else jax.local_devices()[:1]
         n = len(devices)
         b = jax.tree.map(lambda x, n=n: np.asarray(x).reshape(n, -1, *x.shape[2:]), batch)
-
-        def rep(tree, n=n):
-            return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), tree)
-
         step = jax.pmap(task.train_step, axis_name=parallel.AXIS, devices=devices)
-        new, metrics = step(rep(states), rep(frozen), b, rep(jax.random.key(1)))
+        rep = functools.partial(parallel.replicate, devices=devices)
+        new, metrics = step(rep(states), rep(frozen), parallel.shard_to_devices(b, devices),
+                            rep(jax.random.key(1)))  # fmt: skip
         params, loss = jax.tree.map(lambda x: x[0], (new["g"].params, metrics["loss"]))
         results[platform] = jax.device_get((params, loss))
     (p_cpu, l_cpu), (p_acc, l_acc) = results["cpu"], results["accelerator"]
@@ -267,7 +269,7 @@ def main() -> int:
     p.add_argument("--out", default=None, help="CSV file")
     p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     p.add_argument(
-        "--checks", nargs="+", default=["dfnet", "pmap", "refine", "pipeline", "zoom", "attention"]
+        "--checks", nargs="+", default=["dfnet", "refine", "pipeline", "zoom", "attention", "pmap"]
     )
     p.add_argument("--deadline", type=float, default=None, help="epoch seconds: start nothing after it")
     args = p.parse_args()

@@ -411,15 +411,6 @@ def host_batches(
     yield from _batches(cfg, items, example, num_devices, per_process)
 
 
-def prefetch_to_device(batches: Iterator[dict], size: int = 2, devices: Sequence | None = None):
-    """Puts host batches ``[D, ...]`` on the local devices ahead of time, sharded over their leading
-    axis (``parallel.prefetch_to_device``: ``jax.device_put`` with a ``NamedSharding`` over the
-    ``pmap`` axis, only public, non-deprecated JAX API)."""
-    from hrinpaint_jax import parallel
-
-    return parallel.prefetch_to_device(batches, size, devices)
-
-
 # ------------------------------------------------------------------------------------------------
 # Seed-000 refinement patches (REFERENCE.md 9.2)
 

@@ -576,7 +576,8 @@ class ZoomJointTask(_ZoomPretrain):
         }
 
     def _forward(self, g_params, g_state, d_params, d_state, frozen, batch):
-        """Both losses of one step; ``batch`` has 'image_lr' (``with_lr_image``)."""
+        """Both losses of one step; the LR input is made from 'image_hr' here (``with_lr_image``)."""
+        batch = with_lr_image(batch, self.config.data.lr_scale)
         lr, m, hr = batch["image_lr"], batch["mask"], _images(batch)
         out, g_new = self.model().apply(_merge(g_params, g_state), lr, m, train=True,
                                         mutable=["batch_stats"])  # fmt: skip
@@ -600,12 +601,10 @@ class ZoomJointTask(_ZoomPretrain):
 
     def train_forward(self, states, frozen, batch, rng):
         g, d = states["g"], states["d"]
-        batch = with_lr_image(batch, self.config.data.lr_scale)
         return self._forward(g.params, g.model_state, d.params, d.model_state, frozen, batch)
 
     def train_step(self, states, frozen, batch, rng):
         g, d = states["g"], states["d"]
-        batch = with_lr_image(batch, self.config.data.lr_scale)
 
         def both(g_params, d_params):
             return self._forward(g_params, g.model_state, d_params, d.model_state, frozen, batch)

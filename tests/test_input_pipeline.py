@@ -19,10 +19,10 @@ from hrinpaint_jax.input_pipeline import (
     host_batches,
     image_dataset,
     list_images,
-    prefetch_to_device,
     refinement_batches,
     valid_patch_corners,
 )
+from hrinpaint_jax.parallel import prefetch_to_device
 
 
 def speckle_masks(step, batch, height, width, rng):

@@ -10,7 +10,7 @@ from flax import traverse_util
 
 from configs import tiny
 from hrinpaint_jax import parallel, precise_bn, train_lib
-from hrinpaint_jax.input_pipeline import prefetch_to_device
+from hrinpaint_jax.parallel import prefetch_to_device
 from hrinpaint_jax.tasks import get_task
 
 

@@ -45,6 +45,7 @@ class Runner:
         self.log = open(out / "run.log", "a", buffering=1)  # noqa: SIM115
         self.python = sys.executable
         self.failed: list[str] = []  # phases or stages that exited non-zero
+        self.shares: dict[str, float] = {}  # --share overrides of SLICES
 
     def left(self) -> float:
         return self.end - time.time()
@@ -110,18 +111,18 @@ def phase_a(r: Runner) -> None:
 
 
 def timed_phase(r: Runner, name: str, cmd: list[str], budget_total: float) -> None:
-    slices = REHEARSAL_SLICES if r.rehearse else SLICES
+    slices = {**(REHEARSAL_SLICES if r.rehearse else SLICES), **r.shares}
     slice_s = min(slices[name] * budget_total, max(r.left() - 60, 10))
     deadline = time.time() + slice_s - 15  # the script starts nothing new after this
     r.run(name, [*cmd, "--deadline", f"{deadline:.0f}"], timeout=slice_s)
 
 
-def phase_e(r: Runner, weights_out: Path) -> dict:
+def phase_e(r: Runner, weights_out: Path, only: list[str] | None = None) -> dict:
     """Trains each stage of configs/gpu.py for its share of the time left, exports it."""
     sys.path.insert(0, str(REPO))
     from configs import gpu
 
-    stages = list(gpu.STAGES)
+    stages = [s for s in gpu.STAGES if not only or s in only]
     order = ["dfnet", "shift_refine", "zoom_joint"]
     stages = [s for s in order if s in stages]
     if r.rehearse:  # the CPU compiles each stage for tens of seconds: two stages show every path
@@ -249,11 +250,24 @@ def main() -> int:
     p.add_argument("--budget-s", type=float, default=None, help="default 540 (rehearsal: 290)")
     p.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "results" / "device_run"))
     p.add_argument("--phases", default="abcde")
+    p.add_argument(
+        "--share",
+        nargs="*",
+        default=[],
+        metavar="PHASE=FRACTION",
+        help="budget share of a timing phase, e.g. b=0.35 (defaults: SLICES)",
+    )
+    p.add_argument("--stages", nargs="*", default=None, help="phase e: only these configs/gpu.py stages")
     args = p.parse_args()
     budget = args.budget_s or (290.0 if args.rehearse else 540.0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     r = Runner(out, budget, args.rehearse)
+    for item in args.share:
+        phase, _, fraction = item.partition("=")
+        if phase not in SLICES or not fraction:
+            p.error(f"--share takes PHASE=FRACTION with PHASE in {''.join(SLICES)}, got {item!r}")
+        r.shares[phase] = float(fraction)
     r.say(f"device run: budget {budget:.0f} s, out {out}, rehearse {args.rehearse}")
     tiny = ["--tiny"] if args.rehearse else []
     py = r.python
@@ -314,7 +328,7 @@ def main() -> int:
     if "e" in args.phases:
         weights_out = out / "gpu_weights"
         weights_out.mkdir(exist_ok=True)
-        extra = phase_e(r, weights_out)
+        extra = phase_e(r, weights_out, args.stages)
         extra["seconds_total"] = round(time.time() - r.start, 1)
         (weights_out / "training.json").write_text(json.dumps(extra, indent=1))
         pack(out, weights_out)
