@@ -220,7 +220,8 @@ def main(argv=None) -> int:
                 run_trained_demo(args.trained, args.out)
             run_demo(args.out, args.weights, repeats=args.repeats)
         elif args.command == "inpaint":
-            from hrinpaint_jax.inpaint import MaskOptions, default_memory_budget_gb, run_inpaint
+            from hrinpaint_jax.inpaint import MaskOptions, run_inpaint
+            from hrinpaint_jax.pipelines.load import default_memory_budget_gb
 
             if args.tile_size is not None and (args.tile_size <= 0 or args.tile_size % 256):
                 raise ValueError(f"--tile-size must be a positive multiple of 256, got {args.tile_size}")

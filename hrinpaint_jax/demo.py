@@ -67,8 +67,9 @@ def run_demo(
     returns the path of the before / mask / two-stage / zoom strip."""
     from PIL import Image
 
-    from hrinpaint_jax.inpaint import MaskOptions, inpaint_file, load_inpainter, resolve_weights
+    from hrinpaint_jax.inpaint import MaskOptions, inpaint_file
     from hrinpaint_jax.masks import centre_square_mask
+    from hrinpaint_jax.pipelines.load import load_inpainter, resolve_weights
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -136,8 +137,9 @@ def run_trained_demo(
     Returns the strip's path."""
     from PIL import Image
 
-    from hrinpaint_jax.inpaint import MaskOptions, inpaint_file, load_inpainter
+    from hrinpaint_jax.inpaint import MaskOptions, inpaint_file
     from hrinpaint_jax.masks import centre_square_mask
+    from hrinpaint_jax.pipelines.load import load_inpainter
     from hrinpaint_jax.train_lib import export_weights
 
     workdir, out_dir = Path(workdir), Path(out_dir)

@@ -467,7 +467,7 @@ def check_methods(names: Sequence[str]) -> None:
 def resolve_method_weights(config) -> dict[str, Path]:
     """The weights folder of every learnt method (``config.weights`` or $HRINPAINT_WEIGHTS; it
     must hold ``dfnet/`` and ``shift_refine/`` for the two-stage methods, ``zoom/`` for zoom)."""
-    from hrinpaint_jax.inpaint import resolve_weights
+    from hrinpaint_jax.pipelines.load import resolve_weights
 
     kinds = {_WEIGHTS_OF[m] for m in config.methods if m in _WEIGHTS_OF}
     return {kind: resolve_weights(config.weights or None, kind) for kind in sorted(kinds)}
@@ -477,7 +477,7 @@ def build_methods(config) -> list[Method]:
     """Loads every configured method (networks once per weights folder)."""
     import cv2
 
-    from hrinpaint_jax.inpaint import load_inpainter
+    from hrinpaint_jax.pipelines.load import load_inpainter
 
     weights = resolve_method_weights(config)
     loaded: dict[str, Any] = {}
@@ -636,7 +636,7 @@ def _check_zoom_memory(config) -> None:
     zoom = [m for m in config.methods if m in ZOOM_VARIANTS]
     if not zoom:
         return
-    from hrinpaint_jax.inpaint import default_memory_budget_gb
+    from hrinpaint_jax.pipelines.load import default_memory_budget_gb
     from hrinpaint_jax.pipelines.zoom import estimate_zoom_gb
 
     native = method_run_at(config, zoom[0]) == "native"

@@ -101,7 +101,7 @@ def install_plugin(
     python = _check_python(python or sys.executable)
     weights = weights or environ.get("HRINPAINT_WEIGHTS") or ""
     if not weights:
-        from hrinpaint_jax.inpaint import DEFAULT_WEIGHTS
+        from hrinpaint_jax.pipelines.load import DEFAULT_WEIGHTS
 
         # The bundled models (all three subfolders), when this install has them.
         if all((DEFAULT_WEIGHTS / n).is_dir() for n in ("dfnet", "shift_refine", "zoom")):

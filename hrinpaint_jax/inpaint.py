@@ -9,7 +9,6 @@ atomically and never overwrite an existing file without ``overwrite``.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -28,11 +27,7 @@ from hrinpaint_jax.image_io import (
     result_pixels,
     write_image,
 )
-
-WEIGHTS_ENV = "HRINPAINT_WEIGHTS"
-# The embedded default: our own models trained on real photos (configs/ours.py, make weights-ours),
-# stored as float16 and restored as float32.
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "assets" / "weights"
+from hrinpaint_jax.pipelines.load import load_inpainter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,91 +35,6 @@ class MaskOptions:
     hole_value: str = "white"
     threshold: int = 128
     dilate: int = 0
-
-
-# Weights subfolders each method needs (written by python -m convert_weights or make demo).
-METHOD_WEIGHTS = {"two_stage": ("dfnet", "shift_refine"), "zoom": ("zoom",)}
-
-
-def resolve_weights(weights: str | None, method: str = "two_stage") -> Path:
-    """The weights folder: ``--weights``, else ``$HRINPAINT_WEIGHTS``, else the bundled default
-    (``DEFAULT_WEIGHTS``: our models trained on real photos, ``configs/ours.py``). It must hold the
-    method's subfolders (``dfnet/`` and ``shift_refine/``, or ``zoom/``) written by ``python -m
-    convert_weights`` or ``hrinpaint export``."""
-    need = METHOD_WEIGHTS[method]
-    wanted = " and ".join(f"{n}/" for n in need)
-    chosen = weights or os.environ.get(WEIGHTS_ENV)
-    if not chosen:
-        if all((DEFAULT_WEIGHTS / name).is_dir() for name in need):
-            return DEFAULT_WEIGHTS
-        raise InputError(
-            f"no weights: pass --weights DIR or set ${WEIGHTS_ENV} (the bundled {DEFAULT_WEIGHTS} "
-            f"lacks {wanted}); for --method {method} DIR holds {wanted} made by python -m "
-            "convert_weights or hrinpaint export"
-        )
-    path = Path(chosen)
-    missing = [name for name in need if not (path / name).is_dir()]
-    if not path.is_dir() or missing:
-        raise InputError(
-            f"weights folder {path} lacks {', '.join(missing) or 'its subfolders'}/ "
-            f"(--method {method} expects {wanted} from python -m convert_weights)"
-        )
-    return path
-
-
-def default_memory_budget_gb() -> float | None:
-    """80 % of the memory available now (Linux ``MemAvailable``) when JAX runs on the CPU; None
-    elsewhere (accelerator memory is not host memory) or when it cannot be read."""
-    import jax
-
-    if jax.default_backend() != "cpu":
-        return None
-    try:
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f)
-        return 0.8 * int(fields["MemAvailable"].split()[0]) * 1024 / 1e9
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def load_inpainter(
-    weights: str | None,
-    faithful: bool = True,
-    hole_local: bool | None = None,
-    tile_size: int | None = None,
-    memory_budget_gb: float | None = None,
-    method: str = "two_stage",
-    zoom_size: int | str | None = "auto",
-    dtype: str = "float32",
-):
-    """Loads the method's networks: a ``TwoStageInpainter`` or a ``ZoomInpainter`` (both are called
-    as ``inpainter(rgb_uint8, mask_uint8_255_is_hole) -> rgb_uint8``). ``dtype``: the networks'
-    computation dtype, 'float32' (reference parity) or 'bfloat16' (parameters stay float32)."""
-    from hrinpaint_jax.checkpoints import CheckpointError
-    from hrinpaint_jax.pipelines.two_stage import TwoStageInpainter
-
-    path = resolve_weights(weights, method)
-    if method == "zoom":
-        from hrinpaint_jax.pipelines.zoom import ZoomInpainter
-
-        try:
-            return ZoomInpainter.from_pretrained(
-                path / "zoom", memory_budget_gb=memory_budget_gb, work_size=zoom_size, dtype=dtype
-            )
-        except CheckpointError as e:
-            raise InputError(str(e)) from None
-    try:
-        return TwoStageInpainter.from_pretrained(
-            path / "dfnet",
-            path / "shift_refine",
-            faithful=faithful,
-            hole_local=hole_local,
-            tile_size=tile_size,
-            memory_budget_gb=memory_budget_gb,
-            dtype=dtype,
-        )
-    except CheckpointError as e:
-        raise InputError(str(e)) from None
 
 
 class _WarnOnce:

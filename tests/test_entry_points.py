@@ -123,8 +123,8 @@ def test_bundled_weights_are_the_default(tmp_path, monkeypatch, capsys):
     in memory); without them the error says how to get weights."""
     import numpy as np
 
-    from hrinpaint_jax import inpaint
     from hrinpaint_jax.checkpoints import load_pretrained, read_metadata
+    from hrinpaint_jax.pipelines import load as inpaint
 
     monkeypatch.delenv("HRINPAINT_WEIGHTS", raising=False)
     for name in ("dfnet", "shift_refine", "zoom"):

@@ -143,7 +143,7 @@ def test_zoom_protocol_and_ablation_variants(zoom_weights, tmp_path):
 
     # The generic variant path with the SR net equals the library's zoom_forward (same shapes as
     # the evaluation's calls at the 64 px training size, so zoom_forward is not compiled again).
-    from hrinpaint_jax.inpaint import load_inpainter
+    from hrinpaint_jax.pipelines.load import load_inpainter
     from hrinpaint_jax.pipelines.zoom import zoom_forward
 
     zoom = load_inpainter(str(zoom_weights), method="zoom")

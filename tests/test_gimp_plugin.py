@@ -620,7 +620,7 @@ def test_install_copies_the_plugin_and_records_the_python(tmp_path, weights_dir)
     # Again, linked this time: the files are replaced by symlinks into the checkout.
     install_plugin(tmp_path / "profile", link=True, environ={}, log=lambda m: None)
     assert main.is_symlink() and main.resolve() == (PLUGIN_DIR / "hrinpaint.py").resolve()
-    from hrinpaint_jax.inpaint import DEFAULT_WEIGHTS  # no --weights: the bundled models
+    from hrinpaint_jax.pipelines.load import DEFAULT_WEIGHTS  # no --weights: the bundled models
 
     assert core.load_settings(target, environ={}).weights == str(DEFAULT_WEIGHTS)
 

@@ -175,7 +175,7 @@ def test_empty_mask_writes_the_image_unchanged(weights, tmp_path, capsys):
 def test_dtype_bfloat16_is_close_to_float32(tmp_path, capsys):
     """--dtype bfloat16 (zoom, bundled weights): known pixels exact, the fill within 2 grey levels
     on average of the float32 fill (tests/test_mixed_precision.py measures both methods)."""
-    from hrinpaint_jax.inpaint import DEFAULT_WEIGHTS
+    from hrinpaint_jax.pipelines.load import DEFAULT_WEIGHTS
 
     img, mask = photo(64, 64), square_mask(64, 64)
     save(tmp_path / "in.png", img)

@@ -160,7 +160,7 @@ def photo_and_hole():
 
 @pytest.mark.parametrize("method", ["two_stage", "zoom"])
 def test_bfloat16_inference_is_close_to_float32(method, photo_and_hole):
-    from hrinpaint_jax.inpaint import DEFAULT_WEIGHTS, load_inpainter
+    from hrinpaint_jax.pipelines.load import DEFAULT_WEIGHTS, load_inpainter
 
     image, mask = photo_and_hole
     outs = {}
