@@ -5,24 +5,41 @@
   PNG/TIFF (processed in 8 bits, written back in 16 bits with every known pixel bit-exact). EXIF
   orientation is applied on read; EXIF (orientation reset) and the ICC profile are written back.
 * Masks: any mode; the first channel counts (as in the reference); 16-bit masks are scaled to 8 bits.
-* Writes are atomic: a temporary file beside the target, renamed into place when complete.
+* Writes are atomic: a temporary file beside the target, moved into place when complete. A new
+  output is created exclusively (a second writer racing for the same name gets "output exists",
+  never a silent replacement); a replaced file keeps its permission bits, a new one follows the
+  umask. Temporary files left by a killed process are removed by the next write to that target.
+* Lossless by default: WebP is written lossless; JPEG cannot keep known pixels exact, and
+  ``write_image`` says so through its ``warn`` callback.
+* Images larger than ``max_pixels()`` (150 Mpx, ``$HRINPAINT_MAX_PIXELS``) are refused from their
+  header, before any pixel is decoded (decompression bombs).
 
 Errors are ``InputError`` with a one-line message naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hrinpaint_jax.atomic_files import OutputExistsError, atomic_write
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _EXIF_ORIENTATION = 0x0112
+MAX_PIXELS_ENV = "HRINPAINT_MAX_PIXELS"
+# 12000 x 12000 (144 Mpx) fits; larger files are far more often decompression bombs (a few kB
+# claiming 20000 x 20000) than photos. PIL's own guard (a warning from 89 Mpx, an error from 179 Mpx)
+# is replaced by this one check.
+DEFAULT_MAX_PIXELS = 150_000_000
+LOSSY_SUFFIXES = (".jpg", ".jpeg")
 
 
 class InputError(ValueError):
@@ -40,6 +57,7 @@ class LoadedImage:
       high: [H, W, C] uint16 original pixels of a 16-bit image (C = 1 or 3), else None.
       exif: EXIF bytes with the orientation reset (pixels are already upright), or None.
       icc_profile: ICC profile bytes, or None.
+      notes: one-line warnings about what reading had to drop (extra frames of an animation).
     """
 
     rgb8: np.ndarray
@@ -48,24 +66,78 @@ class LoadedImage:
     high: np.ndarray | None = None
     exif: bytes | None = None
     icc_profile: bytes | None = None
+    notes: tuple[str, ...] = ()  # warnings for the user (an animated file's first frame used ...)
+
+
+def max_pixels() -> int | None:
+    """The largest image (width x height) read: ``$HRINPAINT_MAX_PIXELS`` (0 = no limit) or
+    ``DEFAULT_MAX_PIXELS``."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise InputError(f"${MAX_PIXELS_ENV} must be a pixel count, got {raw!r}") from None
+    return value if value > 0 else None
+
+
+# libtiff reports decoding errors on the process's stderr (file descriptor 2) before PIL raises;
+# while a TIFF decodes, fd 2 goes to a temporary file and its text joins the one-line error instead.
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _stderr_captured(captured: list[str]):
+    with _STDERR_LOCK, tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace").strip()
+            captured.extend(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _open(path: str | os.PathLike, what: str):
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = None  # our own limit below, checked from the header
     path = Path(path)
     if not path.exists():
         raise InputError(f"{what} not found: {path}")
     if not path.is_file():
         raise InputError(f"{what} is not a file: {path}")
+    captured: list[str] = []
     try:
         im = Image.open(path)
-        im.load()
+        limit = max_pixels()
+        w, h = im.size
+        if limit is not None and w * h > limit:
+            raise InputError(
+                f"{what} is too large: {path} is {w}x{h} ({w * h / 1e6:.1f} Mpx, the limit is "
+                f"{limit / 1e6:.0f} Mpx; set ${MAX_PIXELS_ENV} to raise it)"
+            )
+        with _stderr_captured(captured) if im.format == "TIFF" else contextlib.nullcontext():
+            im.load()
     except UnidentifiedImageError:
         raise InputError(f"{what} is not a readable image: {path}") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data
-        raise InputError(f"{what} is corrupt or truncated: {path} ({e})") from None
+    except (OSError, SyntaxError, ValueError, MemoryError) as e:  # truncated / corrupt data
+        if isinstance(e, InputError):
+            raise
+        detail = "; ".join([str(e), *captured[:1]]) if str(e) else "; ".join(captured[:1])
+        raise InputError(f"{what} is corrupt or truncated: {path} ({detail})") from None
     return im
+
+
+def _animation_notes(im, path: Path) -> tuple[str, ...]:
+    frames = getattr(im, "n_frames", 1)
+    if getattr(im, "is_animated", False) and frames > 1:
+        return (f"{path.name} has {frames} frames; only the first is inpainted and written",)
+    return ()
 
 
 def _orientation_ops(im) -> int:
@@ -143,7 +215,11 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     path = Path(path)
     im = _open(path, "image")
     orientation = _orientation_ops(im)
-    meta = dict(exif=_exif_without_orientation(im), icc_profile=im.info.get("icc_profile"))
+    meta = dict(
+        exif=_exif_without_orientation(im),
+        icc_profile=im.info.get("icc_profile"),
+        notes=_animation_notes(im, path),
+    )
 
     high = None
     if im.mode in ("I;16", "I;16B", "I;16L", "I") or _is_16bit_colour(im, path):
@@ -282,37 +358,35 @@ def check_writable_output(path: str | os.PathLike, overwrite: bool, has_alpha: b
     return path
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
-    """Calls ``write(tmp)`` for a temporary file beside ``path`` (name ending in ``suffix``), then
-    renames it into place: an existing file is replaced only by a complete new one, and a failed
-    write leaves nothing behind."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def write_image(
-    path: str | os.PathLike, pixels: np.ndarray, image: LoadedImage, overwrite: bool = False
+    path: str | os.PathLike,
+    pixels: np.ndarray,
+    image: LoadedImage,
+    overwrite: bool = False,
+    warn: Callable[[str, str], None] | None = None,
 ) -> Path:
-    """Saves ``pixels`` ([H, W, C], uint8 or uint16) atomically with the input's metadata."""
+    """Saves ``pixels`` ([H, W, C], uint8 or uint16) atomically with the input's metadata.
+
+    ``warn(key, message)`` is told when the format cannot keep the known pixels exact (JPEG)."""
     path = check_writable_output(path, overwrite, has_alpha=image.alpha is not None)
     suffix = path.suffix.lower()
+    if suffix in LOSSY_SUFFIXES and warn is not None:
+        warn(
+            "lossy-output",
+            f"{suffix} is lossy: JPEG re-encoding changes known pixels too (write .png, .tif or "
+            ".webp to keep them bit-exact)",
+        )
 
     def write(tmp):
         if pixels.dtype == np.uint16:
-            _write_16bit(tmp, pixels, suffix)
+            _write_16bit(tmp, pixels, suffix, image)
         else:
             _write_8bit(tmp, pixels, image, suffix)
 
-    return atomic_write(path, write, suffix=f".tmp{suffix}")
+    try:
+        return atomic_write(path, write, suffix=f".tmp{suffix}", overwrite=overwrite)
+    except OutputExistsError as e:
+        raise InputError(str(e)) from None
 
 
 def save_png(path: str | os.PathLike, pixels: np.ndarray) -> Path:
@@ -336,13 +410,15 @@ def _write_8bit(tmp: str, pixels: np.ndarray, image: LoadedImage, suffix: str) -
         kwargs["exif"] = image.exif
     if suffix in (".jpg", ".jpeg"):
         kwargs.update(quality=95, subsampling=0)
+    if suffix == ".webp":
+        kwargs.update(lossless=True, quality=100, method=4)  # known pixels stay bit-exact
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(
         suffix, suffix[1:].upper()
     )
     im.save(tmp, format=fmt, **kwargs)
 
 
-def _write_16bit(tmp: str, pixels: np.ndarray, suffix: str) -> None:
+def _write_16bit(tmp: str, pixels: np.ndarray, suffix: str, image: LoadedImage | None = None) -> None:
     import cv2
 
     if suffix not in (".png", ".tif", ".tiff"):
@@ -357,3 +433,31 @@ def _write_16bit(tmp: str, pixels: np.ndarray, suffix: str) -> None:
     # OpenCV picks the format from the extension; the temporary name keeps it.
     if not cv2.imwrite(tmp, np.ascontiguousarray(data)):
         raise OSError(f"could not write {tmp}")
+    if suffix == ".png" and image is not None and (image.icc_profile or image.exif):
+        # OpenCV writes no colour profile or EXIF and PIL cannot write 16-bit RGB PNG: add the
+        # standard iCCP / eXIf chunks (PNG 1.2 section 11.3.3.3; PNG 3rd ed. eXIf) after IHDR.
+        _png_add_chunks(tmp, image.icc_profile, image.exif)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_add_chunks(path: str, icc_profile: bytes | None, exif: bytes | None) -> None:
+    import zlib
+
+    with open(path, "rb") as f:
+        png = f.read()
+    ihdr_end = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
+    extra = b""
+    if icc_profile:
+        extra += _png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile))
+    if exif:
+        # PIL's EXIF bytes start with the JPEG APP1 marker text; eXIf holds only the TIFF part.
+        body = exif[6:] if exif.startswith(b"Exif\0\0") else exif
+        extra += _png_chunk(b"eXIf", body)
+    with open(path, "wb") as f:
+        f.write(png[:ihdr_end] + extra + png[ihdr_end:])
