@@ -37,3 +37,46 @@ def tune_cpu_flags(environ=os.environ) -> bool:
         return False
     environ["XLA_FLAGS"] = f"{flags} {YNN_OFF}".strip()
     return True
+
+
+CACHE_ENV = "HRINPAINT_COMPILE_CACHE"
+
+
+def compile_cache_dir(environ=os.environ) -> str | None:
+    """Where compiled pipelines are kept between runs: ``$HRINPAINT_COMPILE_CACHE`` (``0`` turns the
+    cache off), else ``$XDG_CACHE_HOME/hrinpaint_jax/xla`` (``~/.cache/hrinpaint_jax/xla``)."""
+    chosen = environ.get(CACHE_ENV, "").strip()
+    if chosen == "0":
+        return None
+    if chosen:
+        return chosen
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "hrinpaint_jax", "xla")
+
+
+def enable_compile_cache(environ=os.environ) -> str | None:
+    """Turns on JAX's persistent compilation cache for a command-line run; returns its folder.
+
+    A one-image run is mostly XLA compilation (the pipeline's backend compile is several seconds on
+    a CPU; the forward pass itself about as long). JAX caches only executables that took >= 1 s to
+    compile by default; every pipeline executable is kept here, so a second run of the same size
+    bucket skips the backend compile (tracing and lowering still run). A user's own
+    ``JAX_COMPILATION_CACHE_DIR`` wins; an unwritable folder leaves the cache off, silently.
+    """
+    import jax
+
+    if environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return environ["JAX_COMPILATION_CACHE_DIR"]
+    path = compile_cache_dir(environ)
+    if path is None:
+        return None
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(path, os.W_OK | os.X_OK):
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path

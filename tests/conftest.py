@@ -8,6 +8,8 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The CLI keeps compiled pipelines in ~/.cache between runs; tests that want it set their own folder.
+os.environ.setdefault("HRINPAINT_COMPILE_CACHE", "0")
 
 import pytest  # noqa: E402
 
