@@ -6,18 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hrinpaint_jax.ops.contextual_attention import (
+from hrinpaint_jax.ops.contextual_attention import attention_values_efficient, contextual_attention
+from hrinpaint_jax.ops.contextual_attention_dense import (
     apply_attention_map,
     attention_map_dense,
-    attention_values_efficient,
-    block_plan,
-    contextual_attention,
     downscale_nearest,
     hole_queries,
     propagate_scores,
-    propagation_index_map,
     space_to_depth,
 )
+from hrinpaint_jax.ops.contextual_attention_plan import block_plan, propagation_index_map
 
 
 @pytest.fixture(scope="module")
