@@ -47,10 +47,10 @@ device-rehearse: device-bundle
 test-gimp: venv
 	bash plugins/gimp/tools/gimp_e2e.sh test
 
-## photos: the 59 training photos (Debian packages) -> data/photos/{holdout,small,large}
-PHOTOS_SCRIPT ?= ../shared/data/train_photos/get_train_photos.sh
+## photos: the 192 training photos (Debian packages, data/photos_manifest.tsv) -> data/photos/{holdout,small,large}
+PHOTOS_SCRIPT ?= tools/debian_photos/get_debian_photos.py
 photos: venv
-	test -d data/photos_src || bash $(PHOTOS_SCRIPT) data/photos_src
+	$(BIN)/python $(PHOTOS_SCRIPT) data/photos_src
 	$(BIN)/hrinpaint prepare-photos data/photos_src data/photos
 
 ## train-ours: every stage of configs/ours.py in order (workdirs runs/ours/STAGE; reruns resume)

@@ -3,9 +3,9 @@
 On CPU, jaxlib 0.10 lowers convolutions to YNNPACK fusions by default. Sending them to XLA's own
 (Eigen) convolution instead (``--xla_cpu_experimental_ynn_fusion_type=`` with an empty value) made
 the refinement U-Net 12-24 % faster on a 2-core AVX-512 machine and left DFNet within 7 %
-(``benchmarks/forward_cpu.py``; numbers in the README). The flag is experimental, and XLA aborts on
-flags it does not know. So it is added only for jaxlib versions where it was measured, only when the
-user has not set it, and never when ``HRINPAINT_XLA_TUNING=0``.
+(``benchmarks/forward_cpu.py``; numbers in docs/benchmarks.md). The flag is experimental, and XLA
+aborts on flags it does not know. So it is added only for jaxlib versions where it was measured,
+only when the user has not set it, and never when ``HRINPAINT_XLA_TUNING=0``.
 """
 
 from __future__ import annotations

