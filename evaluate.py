@@ -5,8 +5,11 @@
 Protocols are configs: ``configs/eval_zoom.py`` (Zoom-to-Inpaint's test protocol),
 ``configs/eval_twostage_multires.py`` (seed-000's multi-resolution comparison),
 ``configs/eval_ablation.py`` (the zoom ablation). Any field can be overridden on the command line,
-e.g. ``--config.methods='(opencv_telea, two_stage)' --config.resolutions='(512, 1024)'``;
-``--config.dtype=bfloat16`` runs the networks in bfloat16 (weights float32).
+e.g. ``--config.methods='(opencv_telea, two_stage)' --config.resolutions='(512, 1024)'`` (names
+quoted or not); ``--config.dtype=bfloat16`` runs the networks in bfloat16 (weights float32).
+Multi-host: start one process per host with ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
+``JAX_PROCESS_ID`` set (or under a scheduler JAX detects); the images are split over the processes,
+each process's batches over its devices, and process 0 writes the reports.
 
 Thin entry point: flags are parsed here, everything else is ``hrinpaint_jax.evaluation``.
 """
@@ -45,8 +48,10 @@ def main(argv):
     from hrinpaint_jax.conversion import ConversionError
     from hrinpaint_jax.evaluation import run_evaluation
     from hrinpaint_jax.image_io import InputError
+    from hrinpaint_jax.parallel import initialize_distributed
 
     try:
+        initialize_distributed()  # a no-op unless a multi-host run is asked for
         run_evaluation(FLAGS.config, FLAGS.workdir)
     except (InputError, ConversionError, OSError) as e:  # ConversionError: VGG / LPIPS weights
         print(f"evaluate.py: error: {e}", file=sys.stderr)

@@ -48,10 +48,15 @@ def main(argv):
     logging.getLogger("hrinpaint_jax").setLevel(logging.INFO)
     for handler in logging.getLogger().handlers:  # orbax logs every save and restore at INFO
         handler.addFilter(lambda r: r.levelno >= logging.WARNING or "/orbax/" not in r.pathname)
-    parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     try:
+        train_lib.check_config(FLAGS.config)  # before any device work or file
+        parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
         train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (train_lib.TrainingDiverged, train_lib.InitError, FileNotFoundError, ValueError) as e:
+    except (
+        train_lib.TrainingDiverged,
+        FileNotFoundError,
+        ValueError,
+    ) as e:  # InitError, ConfigError: ValueError
         print(f"train.py: {e}", file=sys.stderr)
         return 3 if isinstance(e, train_lib.TrainingDiverged) else 2
     return 0

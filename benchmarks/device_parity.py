@@ -128,7 +128,7 @@ def check_pipeline(fx, dtype):
     refine, rv, _ = load_pretrained(fx / "weights" / "shift_refine")
     pipe = TwoStageInpainter(dfnet, dv, refine, rv, faithful=True, dtype=dtype)
     t = time.perf_counter()
-    out, stages = pipe(case["image_rgb"], case["mask"], return_stages=True)
+    out, stages = pipe(case["image_rgb"], case["mask"] == 255, return_stages=True)
     s = time.perf_counter() - t
     rows = []
     for name, got, want in (

@@ -55,7 +55,7 @@ def ensure_weights(cache: str) -> str:
     if all(os.path.isdir(os.path.join(cache, n, "metadata")) for n in ("dfnet", "shift_refine")):
         return cache
     sys.path.insert(0, REPO)
-    from hrinpaint_jax.demo import convert_fixture_weights
+    from hrinpaint_jax.commands.demo import convert_fixture_weights
     from hrinpaint_jax.fixtures import find_fixtures
 
     convert_fixture_weights(Path(cache), find_fixtures(), log=lambda m: None, zoom=False)

@@ -36,14 +36,14 @@ STAGES = {
 
 def stage_stream(stage: str, folder: str, workers: int):
     """(host batch iterator, DataConfig, masks kind) of ``stage`` reading ``folder``."""
-    from hrinpaint_jax import input_pipeline, tasks
+    from hrinpaint_jax import input_pipeline, refinement_data, tasks
 
     config = importlib.import_module(f"configs.{STAGES[stage]}").get_config()
     sampler = tasks.mask_sampler(config.masks)
     layout = dict(num_devices=1, process_index=0, process_count=1)
     if config.task == "shift_refine":
         cfg = tasks.data_config(config, source=f"folder:{folder}", lr_scale=1, workers=workers)
-        r, refine = config.refine, input_pipeline.refinement_batches
+        r, refine = config.refine, refinement_data.refinement_batches
         it = refine(cfg, sampler, patch_size=r.patch_size, hole_range=(r.hole_min, r.hole_max),
                     **layout)  # fmt: skip
         return it, cfg, f"{config.masks.kind} + corners"

@@ -36,10 +36,9 @@ def random_dfnet_weights(config, directory: str) -> str:
     import jax
 
     from hrinpaint_jax.checkpoints import save_pretrained
-    from hrinpaint_jax.models import dummy_inputs, get_model
-    from hrinpaint_jax.tasks import _dfnet_kwargs
+    from hrinpaint_jax.models import dummy_inputs, get_model, model_kwargs
 
-    kwargs = _dfnet_kwargs(config)
+    kwargs = model_kwargs("dfnet", config)
     model = get_model("dfnet", **kwargs)
     variables = jax.jit(lambda r: model.init(r, *dummy_inputs("dfnet", 512, 512), train=False))(
         jax.random.key(0)

@@ -67,7 +67,7 @@ def ensure_weights(cache: str) -> str:
     if os.path.isdir(os.path.join(target, "metadata")):
         return target
     sys.path.insert(0, REPO)
-    from hrinpaint_jax.demo import convert_fixture_weights
+    from hrinpaint_jax.commands.demo import convert_fixture_weights
     from hrinpaint_jax.fixtures import find_fixtures
 
     convert_fixture_weights(Path(cache), find_fixtures(), log=lambda m: None)

@@ -89,9 +89,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.refine.hole_min = 0.10  # Patch hole fraction range.
     config.refine.hole_max = 0.90
     config.refine.stage1_weights = ""  # Frozen DFNet: weights dir or DFNet training workdir.
-    config.refine.stage1_dir = (
-        ""  # Or precomputed stage-1 PNG triplets (input_pipeline.precompute_stage1).
-    )
+    config.refine.stage1_dir = ""  # Or precomputed stage-1 PNGs (refinement_data.precompute_stage1).
     config.refine.stage1_faithful = False  # Stage 1 as test.py (quirks) or the fixed path.
 
     # Loop.

@@ -3,7 +3,7 @@
 512 crops, batch 6, Adam 2e-4 (PyTorch defaults otherwise), 20 epochs x 37,500 iterations, lr x 0.1
 every 5 epochs, loss 8.1. The released model was trained on Places2 at 512; TFDS's places365_small is
 256 px, so the default source is DIV2K (set ``--config.data.source=folder:/path/to/places2``
-for the paper's data). The network is trained in BGR like the released model (see tasks.DFNetTask).
+for the paper's data). The network is trained in BGR like the released model (see tasks/two_stage.py).
 """
 
 from configs import default

@@ -2,9 +2,9 @@
 no zoom / bicubic zoom / SR zoom side by side under the ZTI test protocol (``eval_zoom.py``), plus
 SSIM per band of a 2-level Laplacian pyramid (5-tap [1, 4, 6, 4, 1]/16 Gaussian).
 
-The variants are built from one checkpoint at inference time (see ``hrinpaint_jax/evaluation.py``):
-no zoom = SR net replaced by the identity (refinement at 256), bicubic zoom = SR net replaced by TF
-bicubic x2, SR zoom = the full model. The paper retrained each variant.
+The variants are one checkpoint run with the model's zoom option (``ZoomToInpaint(zoom=...)``, see
+``hrinpaint_jax/evaluation/methods.py``): no zoom = no SR stage (refinement at 256), bicubic zoom =
+SR net replaced by TF bicubic x2, SR zoom = the full model. The paper retrained each variant.
 """
 
 from configs import eval_zoom

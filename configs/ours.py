@@ -7,8 +7,9 @@ runs them all; a rerun resumes each from its latest checkpoint):
     zoom_coarse -> zoom_sr -> zoom_refine -> zoom_joint_small -> zoom_joint_large   (Zoom-to-Inpaint)
     dfnet -> shift_refine                                                          (two-stage)
 
-Data: ``hrinpaint prepare-photos PHOTOS data/photos`` (``hrinpaint_jax/photos.py``) leaves six photos
-out (``data/photos/holdout``, the quality gate's images) and writes the rest downscaled: random
+Data: ``hrinpaint prepare-photos PHOTOS data/photos`` (``hrinpaint_jax/commands/prepare_photos.py``)
+leaves six photos out (``data/photos/holdout``, the quality gate's images) and writes the rest
+downscaled: random
 crops are cut from ``data/photos/small`` (shorter side 512 / 768: the scale the 512-px networks see
 at test time: DFNet, the Zoom-to-Inpaint coarse net) and ``data/photos/large`` (1024 / 1536: twice
 that, for what works above the input's scale: the shift refinement, Zoom-to-Inpaint's SR and refine
@@ -29,17 +30,28 @@ Each change only shrinks the computation; every loss, mask generator and the tra
 papers'. To train the full models, use the paper configs with TFDS data (see the README).
 """
 
-from configs import default
-
-STAGES = (
-    "dfnet",
-    "shift_refine",
-    "zoom_coarse",
-    "zoom_sr",
-    "zoom_refine",
-    "zoom_joint_small",
-    "zoom_joint_large",
+from configs import (
+    default,
+    dfnet,
+    shift_refine,
+    zoom_joint_large,
+    zoom_joint_small,
+    zoom_pretrain_coarse,
+    zoom_pretrain_refine,
+    zoom_pretrain_sr,
 )
+
+# Each stage starts from the paper's config of the same network, then takes the changes above.
+PAPER = {
+    "dfnet": dfnet,
+    "shift_refine": shift_refine,
+    "zoom_coarse": zoom_pretrain_coarse,
+    "zoom_sr": zoom_pretrain_sr,
+    "zoom_refine": zoom_pretrain_refine,
+    "zoom_joint_small": zoom_joint_small,
+    "zoom_joint_large": zoom_joint_large,
+}
+STAGES = tuple(PAPER)
 # Updates per stage (a rerun with a larger count resumes and continues the schedule).
 STEPS = {
     "dfnet": 4000,
@@ -50,16 +62,6 @@ STEPS = {
     "zoom_joint_small": 50,
     "zoom_joint_large": 80,
 }
-# How the shipped weights were really trained (runs resume, so a stage can be extended): DFNet ran
-# 500 updates with STEPS 500 (x0.1 at 425), then was resumed to 1100 (lr back to 5e-4 until 935) with
-# the paper's style weight 240, then resumed to 2200 with DFNET_STYLE (lr 5e-4 until 1870), then to
-# 4000 (lr 5e-4 until 3400, across two sessions). The refinement ran 400 updates on the 1100-update
-# DFNet, then to 750 on the 2200-update one, then to 1150 on the final one (lr 1e-3 until 977).
-# Zoom-to-Inpaint's coarse net ran 250 updates, then was resumed to 2000 (lr 1e-3 until 1700); its
-# refine net 150, then 800 (lr 1e-3 until 680); the joint stages were then rerun from that
-# pretraining, and the export (``make weights-ours``) recomputes its BatchNorm statistics on 32
-# images (``--precise-bn``, see hrinpaint_jax/precise_bn.py) and records a working size of 256
-# (``--work-size``: the paper's test size; see configs/eval_gate.py for why not 512).
 # Images per update: 4 for the BatchNorm networks, 2 for Zoom-to-Inpaint (more updates per FLOP).
 BATCH = {"dfnet": 4, "shift_refine": 4}
 # DFNet's style term: 60 instead of the paper's 240. At 240 it was 2/3 of the loss after 1100 updates
@@ -71,6 +73,7 @@ SMALL, LARGE = "folder:data/photos/small", "folder:data/photos/large"
 
 
 def _common(config, stage: str):
+    config.data.source, config.data.crop_size = SMALL, 256
     config.data.global_batch_size = BATCH.get(stage, 2)
     config.data.shuffle_buffer = 64
     config.dfnet.base_features, config.dfnet.max_features = 16, 128
@@ -87,48 +90,56 @@ def _common(config, stage: str):
     config.sample_every = 250
 
 
+def _dfnet(config):
+    config.optim.lr = 5e-4
+    config.loss.dfnet.style = DFNET_STYLE
+    config.masks.min_ratio, config.masks.max_ratio = 0.05, 0.5
+
+
+def _shift_refine(config):
+    config.data.source, config.data.crop_size = LARGE, 1024  # stage 1 sees a 512 resize, as at 1024 px
+    config.refine.patch_size = 256
+    config.refine.stage1_weights = f"{RUNS}/dfnet"
+    config.refine.stage1_faithful = True  # the path `hrinpaint inpaint` runs by default
+
+
+def _zoom_sr(config):
+    config.data.source = LARGE
+    config.data.crop_size = 256
+    config.optim.eps = default.get_config().optim.eps  # the shipped SR net was trained with it
+
+
+def _zoom_refine(config):
+    config.data.source = LARGE  # the refine net works at twice the input's scale
+
+
+def _zoom_joint_small(config):
+    config.data.source = LARGE
+    config.data.crop_size = 256
+    config.init_from = f"coarse={RUNS}/zoom_coarse,sr={RUNS}/zoom_sr,refine={RUNS}/zoom_refine"
+
+
+def _zoom_joint_large(config):
+    _zoom_joint_small(config)
+    config.optim.lr = 1e-4
+    config.init_from = f"{RUNS}/zoom_joint_small"
+
+
+OURS = {
+    "dfnet": _dfnet,
+    "shift_refine": _shift_refine,
+    "zoom_coarse": lambda config: None,
+    "zoom_sr": _zoom_sr,
+    "zoom_refine": _zoom_refine,
+    "zoom_joint_small": _zoom_joint_small,
+    "zoom_joint_large": _zoom_joint_large,
+}
+
+
 def get_config(stage: str = "zoom_joint_large"):
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
-    config = default.get_config()
+    config = PAPER[stage].get_config()
     _common(config, stage)
-    data = config.data
-    data.source, data.crop_size = SMALL, 256
-    if stage == "dfnet":
-        config.task = "dfnet"
-        config.optim.lr = 5e-4
-        config.loss.dfnet.style = DFNET_STYLE
-        config.masks.kind = "irregular"
-        config.masks.min_ratio, config.masks.max_ratio = 0.05, 0.5
-    elif stage == "shift_refine":
-        config.task = "shift_refine"
-        data.source, data.crop_size = LARGE, 1024  # stage 1 sees a 512 resize, as at 1024 px
-        config.refine.patch_size = 256
-        config.refine.stage1_weights = f"{RUNS}/dfnet"
-        config.refine.stage1_faithful = True  # the path `hrinpaint inpaint` runs by default
-        config.masks.kind = "irregular"
-        config.masks.min_ratio, config.masks.max_ratio = 0.05, 0.5
-    elif stage == "zoom_sr":
-        config.task = "zoom_pretrain_sr"
-        data.source, data.lr_scale = LARGE, 2
-        config.masks.kind = "none"
-        config.loss.vgg = 0.0
-    elif stage in ("zoom_coarse", "zoom_refine"):
-        config.task = f"zoom_pretrain_{stage.split('_')[1]}"
-        if stage == "zoom_refine":
-            data.source = LARGE  # the refine net works at twice the input's scale
-        config.masks.kind = "small"
-        config.optim.eps = 1e-7
-    else:
-        config.task = "zoom_joint"
-        data.source, data.lr_scale = LARGE, 2
-        config.optim.eps = 1e-7
-        config.loss.l1, config.loss.vgg, config.loss.vgg_refine, config.loss.gan = 1.0, 0.01, 1e-5, 0.5
-        if stage == "zoom_joint_small":
-            config.masks.kind = "small"
-            config.init_from = f"coarse={RUNS}/zoom_coarse,sr={RUNS}/zoom_sr,refine={RUNS}/zoom_refine"
-        else:
-            config.masks.kind = "large"
-            config.optim.lr = 1e-4
-            config.init_from = f"{RUNS}/zoom_joint_small"
+    OURS[stage](config)
     return config

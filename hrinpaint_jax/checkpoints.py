@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import traverse_util
 
 FORMAT = "hrinpaint_jax.pretrained.v1"
 
@@ -94,6 +95,12 @@ def save_pretrained(
     return directory
 
 
+def expected_shapes(variables: Mapping[str, Any]) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """Flattens a (possibly abstract) variables tree into {flax_path: shape}."""
+    flat = traverse_util.flatten_dict(dict(variables))
+    return {tuple(k): tuple(v.shape) for k, v in flat.items()}
+
+
 def check_output_dir(directory: str | os.PathLike, overwrite: bool) -> str:
     """Validates an output weights directory before any work is done; returns its absolute path.
 
@@ -165,7 +172,6 @@ def load_pretrained(directory: str | os.PathLike, **model_overrides):
     """
     import orbax.checkpoint as ocp
 
-    from hrinpaint_jax.conversion import expected_shapes
     from hrinpaint_jax.models import dummy_inputs, get_model
 
     meta = read_metadata(directory)

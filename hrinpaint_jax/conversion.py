@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from hrinpaint_jax.checkpoints import check_output_dir, expected_shapes, load_pretrained, save_pretrained
+
 # Conv kernels: PyTorch OIHW -> Flax HWIO.
 OIHW_TO_HWIO = "oihw_to_hwio"
 IDENTITY = "identity"
@@ -267,14 +269,6 @@ def tf_checkpoint_files(path: str | os.PathLike) -> list[str]:
 # Applying a table.
 
 
-def expected_shapes(variables: Mapping[str, Any]) -> dict[tuple[str, ...], tuple[int, ...]]:
-    """Flattens a (possibly abstract) variables tree into {flax_path: shape}."""
-    from flax import traverse_util
-
-    flat = traverse_util.flatten_dict(dict(variables))
-    return {tuple(k): tuple(v.shape) for k, v in flat.items()}
-
-
 def apply_table(
     state: Mapping[str, np.ndarray], table: Table, shapes: Mapping[tuple[str, ...], tuple[int, ...]]
 ) -> dict[str, Any]:
@@ -394,7 +388,6 @@ def convert_checkpoint(
     import jax
 
     from hrinpaint_jax import __version__
-    from hrinpaint_jax.checkpoints import check_output_dir, save_pretrained
     from hrinpaint_jax.models import dummy_inputs, get_model
 
     start = time.perf_counter()
@@ -496,8 +489,6 @@ def verify_pretrained(
     import time
 
     import jax
-
-    from hrinpaint_jax.checkpoints import load_pretrained
 
     model, variables, meta = load_pretrained(directory)
     size = size or (256 if meta["model"] == "zoom" else 512)

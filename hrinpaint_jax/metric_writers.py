@@ -121,9 +121,11 @@ class MetricWriter:
             for i, image in enumerate(batch):
                 x = _as_uint8(image)
                 encoded = summary_pb2.Summary.Image(
-                    height=x.shape[0], width=x.shape[1], colorspace=1 if x.ndim == 2 else x.shape[2],
+                    height=x.shape[0],
+                    width=x.shape[1],
+                    colorspace=1 if x.ndim == 2 else x.shape[2],
                     encoded_image_string=_png(x),
-                )  # fmt: skip
+                )
                 tag = name if len(batch) == 1 else f"{name}/{i}"
                 values.append(summary_pb2.Summary.Value(tag=tag, image=encoded))
         if self.primary:
@@ -188,8 +190,14 @@ class ReportProgress:
     from the construction (this process's run, not the whole resumed training).
     """
 
-    def __init__(self, num_train_steps: int, writer: MetricWriter | None, every_steps: int,
-                 start_step: int = 0, clock=time.monotonic):  # fmt: skip
+    def __init__(
+        self,
+        num_train_steps: int,
+        writer: MetricWriter | None,
+        every_steps: int,
+        start_step: int = 0,
+        clock=time.monotonic,
+    ):
         self.num_train_steps = int(num_train_steps)
         self.writer = writer
         self.every_steps = max(int(every_steps), 1)
@@ -214,9 +222,12 @@ class ReportProgress:
         self._window = (step, now)
         logger.info(
             "step %d/%d: %.3g steps/s, ETA %s, elapsed %s",
-            step, self.num_train_steps, rate, _duration(report["eta_seconds"]),
+            step,
+            self.num_train_steps,
+            rate,
+            _duration(report["eta_seconds"]),
             _duration(report["uptime"]),
-        )  # fmt: skip
+        )
         if self.writer is not None:
             self.writer.write_scalars(step, report, log=False)  # logged above, in words
         return report

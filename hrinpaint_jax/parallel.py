@@ -115,8 +115,9 @@ def shard_to_devices(tree: Any, devices: Sequence | None = None) -> Any:
     return jax.tree.map(put, tree)
 
 
-def prefetch_to_device(batches: Iterator[Any], size: int = 2, devices: Sequence | None = None
-                       ) -> Iterator[Any]:  # fmt: skip
+def prefetch_to_device(
+    batches: Iterator[Any], size: int = 2, devices: Sequence | None = None
+) -> Iterator[Any]:
     """``shard_to_devices`` of each host batch, ``size`` batches ahead (the transfers are
     asynchronous, so the next batches upload while the current step runs), like
     ``flax.jax_utils.prefetch_to_device`` without depending on it."""

@@ -8,10 +8,17 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The flags this process's JAX runs with (the backend is initialised right here, before any test
+# can change XLA_FLAGS, e.g. through the CLI's runtime.tune_cpu_flags): for subprocess workers that
+# must compute exactly what this process computes.
+os.environ["HRINPAINT_TEST_XLA_FLAGS"] = os.environ["XLA_FLAGS"]
 # The CLI keeps compiled pipelines in ~/.cache between runs; tests that want it set their own folder.
 os.environ.setdefault("HRINPAINT_COMPILE_CACHE", "0")
 
+import jax  # noqa: E402
 import pytest  # noqa: E402
+
+jax.devices()
 
 
 def find_fixtures() -> Path:

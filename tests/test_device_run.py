@@ -7,7 +7,7 @@ import pytest
 from flax import traverse_util
 
 from configs import gpu
-from hrinpaint_jax import train_lib
+from hrinpaint_jax.init_from import source_states
 from hrinpaint_jax.tasks import get_task
 
 
@@ -20,7 +20,7 @@ def test_gpu_config_continues_the_bundled_weights(stage):
     assert config.num_train_steps == gpu.MAX_STEPS and 0 < gpu.SHARE[stage] < 1
     task = get_task(config)
     states = jax.eval_shape(task.init_states, jax.random.key(0))
-    sources = train_lib._source_states(config.init_from)
+    sources = source_states(config.init_from)
     for name, src in sources.items():
         want = traverse_util.flatten_dict({"params": states[name].params, **states[name].model_state})
         got = traverse_util.flatten_dict({"params": src["params"], **src["model_state"]})

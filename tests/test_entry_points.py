@@ -40,7 +40,7 @@ def test_help_exits_zero(args):
 def test_train_rejects_a_config_without_a_stage(tmp_path):
     proc = run("train.py", "--config", "configs/default.py", "--workdir", str(tmp_path / "run"))
     assert proc.returncode == 2
-    assert "train.py: unknown task ''" in proc.stderr
+    assert "train.py: config.task must be one of" in proc.stderr and "got ''" in proc.stderr
 
 
 def test_evaluate_rejects_a_non_evaluation_config(tmp_path):
@@ -88,6 +88,21 @@ def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("x")
     assert cli_main(["demo", "--out", str(tmp_path / "file")]) == 2
     assert "hrinpaint: error:" in capsys.readouterr().err
+
+
+def test_refused_demo_leaves_no_output_folder(tmp_path, capsys, monkeypatch):
+    """Missing weights or a workdir that is not one: one line, exit 2, and no (empty) --out folder."""
+    monkeypatch.delenv("HRINPAINT_WEIGHTS", raising=False)
+    out = tmp_path / "demo_out"
+    assert cli_main(["demo", "--out", str(out), "--weights", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"hrinpaint: error: weights folder {tmp_path / 'missing'}"
+    )
+    assert not out.exists()
+    assert cli_main(["demo", "--out", str(out), "--trained", str(tmp_path)]) == 2
+    assert "is not a train.py workdir" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_fixture_lookup_env_var_then_shared(fixtures_dir, tmp_path, monkeypatch):

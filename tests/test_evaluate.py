@@ -141,8 +141,8 @@ def test_zoom_protocol_and_ablation_variants(zoom_weights, tmp_path):
         share = E.hole_at(None, index, 128, "small", config.seed).mean()
         np.testing.assert_allclose(float(r["l1"]), float(r["hole_l1"]) * share, rtol=1e-4)
 
-    # The generic variant path with the SR net equals the library's zoom_forward (same shapes as
-    # the evaluation's calls at the 64 px training size, so zoom_forward is not compiled again).
+    # The evaluation's zoom methods are the model's zoom option; 'zoom' equals the library's
+    # zoom_forward (at the evaluation's 64 px training size).
     from hrinpaint_jax.pipelines.load import load_inpainter
     from hrinpaint_jax.pipelines.zoom import zoom_forward
 
@@ -151,8 +151,10 @@ def test_zoom_protocol_and_ablation_variants(zoom_weights, tmp_path):
     image = jnp.asarray(np.stack([im.master for im in images]), jnp.float32) / 255.0
     hole = jnp.asarray(np.stack([E.hole_at(None, i, 64, "small", 0) for i in range(2)])[..., None])
     want = zoom_forward(zoom.model, zoom.variables, image, hole)["final"]
-    got = E.zoom_variant_forward(zoom.model, zoom.variables, image, hole, variant="sr")
-    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    methods = {m.name: m for m in E.build_methods(config)}
+    assert {n: m.model.zoom for n, m in methods.items()} == E.ZOOM_VARIANTS
+    got = methods["zoom"].run(np.asarray(image), np.asarray(hole))
+    np.testing.assert_array_equal(got, np.asarray(want))
 
 
 def test_config_dtype_reaches_the_networks(zoom_weights, two_stage_weights, tmp_path):
@@ -306,6 +308,8 @@ def test_tfds_split_input(tmp_path):
     [
         ({"data.source": "folder:/nonexistent/photos"}, "image folder not found: /nonexistent/photos"),
         ({"methods": ("opencv_telea", "deepfill")}, "unknown method 'deepfill'"),
+        # Unquoted names on the command line arrive as one string: they are split.
+        ({"methods": ("(opencv_telea, deepfill)",)}, "unknown method 'deepfill'"),
         ({"methods": ("two_stage",), "weights": "EMPTY"}, "lacks dfnet, shift_refine/"),
         (
             {"masks.kinds": ("folder",), "data.mask_dir": "MASKS"},
@@ -367,3 +371,29 @@ def test_command_line_exit_codes(tmp_path):
 
     with pytest.raises(InputError, match="not an evaluation config"):
         E.run_evaluation(get_config(), tmp_path / "out")
+
+
+def test_unquoted_method_names_on_the_command_line(tmp_path):
+    """The README's --config.methods='(two_stage, opencv_telea)' form (names unquoted) is split
+    into names like the quoted tuple form (issue 21): here the second name is the unknown one."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "evaluate.py",
+            "--config",
+            "configs/eval_twostage_multires.py",
+            "--output",
+            str(tmp_path / "out"),
+            "--config.methods=(opencv_ns, pix2pix)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HRINPAINT_WEIGHTS": ""},
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "evaluate.py: error: unknown method 'pix2pix'; choose from" in proc.stderr
+    assert E.split_names(("(two_stage, opencv_telea)",)) == ("two_stage", "opencv_telea")
+    assert E.split_names(("two_stage", "opencv_telea")) == ("two_stage", "opencv_telea")
+    assert E.split_names("opencv_ns") == ("opencv_ns",)

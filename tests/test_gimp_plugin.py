@@ -280,6 +280,9 @@ def test_command_is_accepted_by_the_real_cli():
     assert (args.method, args.weights, args.dilate, args.hole_value) == ("zoom", "/w", 5, "white")
     two_stage = core.build_command("py", "i", "m", "o", "two-stage", "w", 0)
     assert build_parser().parse_args(two_stage[3:]).method == "two_stage"
+    assert not build_parser().parse_args(two_stage[3:]).whole_image  # context crops by default
+    whole = core.build_command("py", "i", "m", "o", "two-stage", "w", 0, whole_image=True)
+    assert build_parser().parse_args(whole[3:]).whole_image
 
 
 def test_binarise_uses_the_threshold_inclusively_and_can_invert():
@@ -351,10 +354,13 @@ def test_request_from_a_procedure_config(weights_dir):
         "invert-mask": True,
         "threshold": 100,
         "dilate": 2,
+        "whole-image": True,
     }
     config = types.SimpleNamespace(get_property=values.__getitem__)
     request = core.request_from_config(config)
-    assert request == core.Request("zoom", str(weights_dir), "drawable", "the-channel", True, 100, 2)
+    assert request == core.Request(
+        "zoom", str(weights_dir), "drawable", "the-channel", True, 100, 2, True
+    )
     values["weights"] = None
     assert core.request_from_config(config).weights == ""
 
@@ -605,7 +611,7 @@ def test_high_precision_images_are_exported_in_16_bits(project_python, weights_d
 
 
 def test_install_copies_the_plugin_and_records_the_python(tmp_path, weights_dir):
-    from hrinpaint_jax.gimp import install_plugin
+    from hrinpaint_jax.commands.install_gimp_plugin import install_plugin
 
     target = install_plugin(
         tmp_path / "profile", weights=str(weights_dir), environ={}, log=lambda m: None
@@ -643,7 +649,7 @@ def test_install_command_and_its_errors(tmp_path, capsys):
 
 
 def test_install_checks_that_another_python_has_the_project(tmp_path):
-    from hrinpaint_jax.gimp import install_plugin
+    from hrinpaint_jax.commands.install_gimp_plugin import install_plugin
     from hrinpaint_jax.image_io import InputError
 
     bare = tmp_path / "bare-python"
@@ -656,7 +662,7 @@ def test_install_checks_that_another_python_has_the_project(tmp_path):
 
 
 def test_gimp_profile_folder_per_platform(tmp_path):
-    from hrinpaint_jax.gimp import gimp_profile_dir
+    from hrinpaint_jax.commands.install_gimp_plugin import gimp_profile_dir
 
     home = tmp_path
     assert gimp_profile_dir({}, "linux", home) == home / ".config" / "GIMP" / "3.0"

@@ -6,6 +6,10 @@ overwritten.
 """
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -189,10 +193,9 @@ def test_dtype_bfloat16_is_close_to_float32(tmp_path, capsys):
     hole = mask == 255
     np.testing.assert_array_equal(outs["bfloat16"][~hole], img[~hole])
     assert np.abs(outs["bfloat16"] - outs["float32"])[hole].mean() < 2.0
-    with pytest.raises(SystemExit) as e:
-        run(DEFAULT_WEIGHTS, tmp_path / "in.png", tmp_path / "m.png", tmp_path / "x.png",
-            "--dtype", "float16")  # fmt: skip
-    assert e.value.code == 2 and "invalid choice: 'float16'" in capsys.readouterr().err
+    code = run(DEFAULT_WEIGHTS, tmp_path / "in.png", tmp_path / "m.png", tmp_path / "x.png",
+               "--dtype", "float16")  # fmt: skip
+    assert code == 2 and "invalid choice: 'float16'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -294,3 +297,135 @@ def test_folder_mode_reports_bad_pairs_and_processes_the_rest(weights, tmp_path,
     assert run(weights, images, masks, outs) == 2
     assert "output exists" in capsys.readouterr().err
     assert (outs / "a.png").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--tile-size", "100"], "argument --tile-size: must be a positive multiple of 256, got 100"),
+        (["--tile-size", "x"], "argument --tile-size: must be a positive multiple of 256, got x"),
+        (["--zoom-size", "8"], "argument --zoom-size: must be auto, 0 or >= 16, got 8"),
+        (["--mask-threshold", "0"], "argument --mask-threshold: must be in 1..255, got 0"),
+        (["--dilate", "-1"], "argument --dilate: must be >= 0, got -1"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(extra, message, weights, tmp_path, capsys):
+    """Checked by argparse before anything is read or loaded: usage line, message, exit 2."""
+    save(tmp_path / "in.png", photo())
+    save(tmp_path / "m.png", square_mask())
+    assert run(weights, tmp_path / "in.png", tmp_path / "m.png", tmp_path / "out.png", *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err[0].startswith("usage: hrinpaint inpaint")
+        and err[-1] == f"hrinpaint inpaint: error: {message}"
+    )
+    assert listing(tmp_path) == ["in.png", "m.png"]
+
+
+def test_folder_mode_refuses_to_guess_between_masks_of_one_name(weights, tmp_path, capsys):
+    """a.png with masks a.bmp and a.png: a per-pair error naming both; the other pairs still run."""
+    images, masks, outs = tmp_path / "img", tmp_path / "msk", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    save(images / "a.png", photo(37, 53, 1))
+    save(masks / "a.png", square_mask())
+    save(masks / "a.bmp", np.zeros((37, 53), np.uint8))
+    save(images / "b.png", photo(37, 53, 2))
+    save(masks / "b.png", square_mask())
+    assert run(weights, images, masks, outs) == 2
+    err = capsys.readouterr().err
+    assert "inpainted 1 of 2 images" in err and "1 failed" in err
+    assert f"a.png: 2 masks named a.* in {masks} (a.bmp, a.png): keep one" in err
+    assert listing(outs) == ["b.png"]
+
+
+def test_refused_folder_run_creates_no_output_folder(tmp_path, capsys):
+    images, masks = tmp_path / "img", tmp_path / "msk"
+    images.mkdir()
+    masks.mkdir()
+    save(images / "a.png", photo())
+    save(masks / "a.png", square_mask())
+    assert run(tmp_path / "nowhere", images, masks, tmp_path / "out") == 2
+    assert "lacks dfnet, shift_refine/" in capsys.readouterr().err
+    assert listing(tmp_path) == ["img", "msk"]
+
+
+def cli_process(*args, code=""):
+    """``hrinpaint ARGS`` in a new Python process (``code`` runs first), stderr captured."""
+    script = f"import sys\n{code}\nfrom hrinpaint_jax.cli import main\nsys.exit(main(sys.argv[1:]))"
+    command = [sys.executable, "-c", script, *map(str, args)]
+    return subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+
+
+# Signals the process itself just after the output's temporary file is complete, before it is moved
+# into place: the worst moment for a partial file to stay behind.
+SIGNAL_DURING_WRITE = """
+import os, signal
+from PIL import Image
+_save = Image.Image.save
+def save(self, fp, *args, **kwargs):
+    _save(self, fp, *args, **kwargs)
+    os.kill(os.getpid(), signal.{name})
+Image.Image.save = save
+"""
+
+
+@pytest.mark.parametrize(
+    "name, code, line",
+    [("SIGINT", 130, "hrinpaint: interrupted"), ("SIGTERM", 143, "hrinpaint: terminated")],
+)
+def test_ctrl_c_and_sigterm_exit_with_one_line_and_leave_nothing(name, code, line, weights, tmp_path):
+    save(tmp_path / "in.png", photo())
+    save(tmp_path / "m.png", square_mask())
+    args = ("inpaint", "--image", tmp_path / "in.png", "--mask", tmp_path / "m.png",
+            "--output", tmp_path / "out.png", "--weights", weights)  # fmt: skip
+    proc = cli_process(*args, code=SIGNAL_DURING_WRITE.format(name=name))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == code, err
+    assert err.strip().splitlines()[-1] == line and "Traceback" not in err, err
+    assert listing(tmp_path) == ["in.png", "m.png"]  # no output, no temporary file
+
+
+def test_sigterm_from_outside_stops_a_folder_run_cleanly(weights, tmp_path):
+    """SIGTERM sent while a folder run is busy: exit 143 with one line, only complete outputs."""
+    images, masks, outs = tmp_path / "img", tmp_path / "msk", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    save(tmp_path / "a.png", photo())
+    save(tmp_path / "m.png", square_mask())
+    for i in range(400):  # far more than the run gets through before the signal
+        (images / f"{i:03d}.png").symlink_to(tmp_path / "a.png")
+        (masks / f"{i:03d}.png").symlink_to(tmp_path / "m.png")
+    proc = cli_process(
+        "inpaint", "--image", images, "--mask", masks, "--output", outs, "--weights", weights
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (outs.is_dir() and any(not p.name.startswith(".") for p in outs.iterdir())):
+            assert proc.poll() is None and time.monotonic() < deadline, "no output appeared"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "hrinpaint: terminated" and "Traceback" not in err, err
+    written = listing(outs)
+    assert 0 < len(written) < 400 and all(n.endswith(".png") and not n.startswith(".") for n in written)
+    for n in written:  # every output that exists is complete
+        np.testing.assert_array_equal(np.asarray(Image.open(outs / n))[square_mask() == 0],
+                                      photo()[square_mask() == 0])  # fmt: skip
+
+
+def test_tiling_warning_is_printed_once(weights, tmp_path):
+    """A library imported on the way (orbax, through absl) gives the root logger a handler; the
+    CLI's own "warning:" line must stay the only copy."""
+    # 600 x 700 pads to 768: the whole refinement needs ~0.9 GB, one 512 px tile ~0.53 GB.
+    save(tmp_path / "in.png", photo(600, 700))
+    save(tmp_path / "m.png", square_mask(600, 700))
+    proc = cli_process("inpaint", "--image", tmp_path / "in.png", "--mask", tmp_path / "m.png",
+                       "--output", tmp_path / "out.png", "--weights", weights, "--whole-image",
+                       "--memory-budget", "0.55")  # fmt: skip
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert err.count("refining in") == 1 and "warning: the refinement at" in err, err

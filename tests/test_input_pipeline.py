@@ -19,10 +19,9 @@ from hrinpaint_jax.input_pipeline import (
     host_batches,
     image_dataset,
     list_images,
-    refinement_batches,
-    valid_patch_corners,
 )
 from hrinpaint_jax.parallel import prefetch_to_device
+from hrinpaint_jax.refinement_data import refinement_batches, valid_patch_corners
 
 
 def speckle_masks(step, batch, height, width, rng):

@@ -54,6 +54,7 @@ for name in {BLOCKED!r}:
         raise AssertionError(name + " imported")
 sys.path.insert(0, {str(REPO)!r})
 import hrinpaint_jax.train_lib, hrinpaint_jax.tasks, hrinpaint_jax.cli, hrinpaint_jax.lpips
+import hrinpaint_jax.export, hrinpaint_jax.refinement_data
 from hrinpaint_jax.models import vgg
 assert hrinpaint_jax.__file__.startswith({str(REPO)!r})
 assert list(vgg.load_vgg16_lpips_weights())[-1] == "block4_conv1"

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from hrinpaint_jax.cli import main as cli_main
+from hrinpaint_jax.commands.prepare_photos import prepare_photos
 from hrinpaint_jax.image_io import InputError
-from hrinpaint_jax.photos import prepare_photos
 
 
 def _photo(path, w, h, seed):
@@ -39,7 +39,7 @@ def test_prepare_photos_holds_out_and_only_downscales(tmp_path):
 
 
 def test_plot_curves_reads_the_training_logs(tmp_path, capsys):
-    from hrinpaint_jax.curves import read_scalars
+    from hrinpaint_jax.commands.plot_curves import read_scalars
     from hrinpaint_jax.metric_writers import MetricWriter
 
     run = tmp_path / "run"

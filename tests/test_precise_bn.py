@@ -9,7 +9,7 @@ import pytest
 from flax import traverse_util
 
 from configs import tiny
-from hrinpaint_jax import parallel, precise_bn, train_lib
+from hrinpaint_jax import parallel, precise_bn, train_checkpoints, train_lib
 from hrinpaint_jax.parallel import prefetch_to_device
 from hrinpaint_jax.tasks import get_task
 
@@ -101,7 +101,7 @@ def test_export_with_precise_bn(tmp_path):
     config = tiny.get_config("dfnet")
     config.num_train_steps = 1
     train_lib.train_and_evaluate(config, work)
-    _, before, _ = train_lib.latest_state_tree(work)
+    _, before, _ = train_checkpoints.latest_state_tree(work)
     plain, precise = tmp_path / "plain", tmp_path / "precise"
     assert cli_main(["export", str(work), str(plain)]) == 0
     assert cli_main(["export", str(work), str(precise), "--precise-bn", "8"]) == 0
@@ -114,7 +114,7 @@ def test_export_with_precise_bn(tmp_path):
     for key in flat_a:
         same = np.array_equal(flat_a[key], flat_b[key])
         assert same == (key[0] != "batch_stats"), key
-    _, after, _ = train_lib.latest_state_tree(work)
+    _, after, _ = train_checkpoints.latest_state_tree(work)
     assert jax.tree.all(jax.tree.map(np.array_equal, before, after))
     assert cli_main(["export", str(work), str(tmp_path / "bad"), "--precise-bn", "-1"]) == 2
     assert not (tmp_path / "bad").exists()

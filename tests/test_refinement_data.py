@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hrinpaint_jax.input_pipeline import (
-    DataConfig,
+from hrinpaint_jax.input_pipeline import DataConfig
+from hrinpaint_jax.masks import irregular_mask
+from hrinpaint_jax.ops.shift import shift_refine_input, shift_refine_patch
+from hrinpaint_jax.refinement_data import (
     precompute_stage1,
     refinement_batches,
     stage1_examples,
     valid_patch_corners,
 )
-from hrinpaint_jax.masks import irregular_mask
-from hrinpaint_jax.ops.shift import shift_refine_input, shift_refine_patch
 
 
 def irregular_sampler(step, batch, height, width, rng):

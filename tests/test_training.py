@@ -17,8 +17,11 @@ import pytest
 from flax import traverse_util
 
 from configs import ours, tiny
-from hrinpaint_jax import losses, parallel, train_lib
+from hrinpaint_jax import losses, parallel, train_checkpoints, train_lib
+from hrinpaint_jax.export import export_weights
+from hrinpaint_jax.init_from import initialise_from
 from hrinpaint_jax.tasks import TASKS
+from hrinpaint_jax.train_checkpoints import InitError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +38,7 @@ def tiny_config(stage, **fields):
 
 
 def final_params(workdir):
-    _, tree, _ = train_lib.latest_state_tree(workdir)
+    _, tree, _ = train_checkpoints.latest_state_tree(workdir)
     return {k: v["params"] for k, v in tree.items()}
 
 
@@ -56,7 +59,7 @@ def dfnet_run(tmp_path_factory):
 def test_tiny_dfnet_trains_writes_checkpoints_samples_and_events(dfnet_run):
     workdir, metrics = dfnet_run
     assert np.isfinite(metrics["loss"]) and {"l1", "perceptual", "style", "tv", "lr"} <= set(metrics)
-    assert train_lib.checkpoint_manager(workdir).all_steps() == [2]
+    assert train_checkpoints.checkpoint_manager(workdir).all_steps() == [2]
     assert (workdir / "samples" / "step_0000002.png").is_file()
     assert list(workdir.glob("events.out.tfevents.*"))
 
@@ -77,7 +80,7 @@ def test_export_and_shift_refine_on_a_trained_stage1(dfnet_run, tmp_path):
     config = tiny_config("shift_refine", num_train_steps=1, **{"refine.stage1_weights": exported})
     metrics = train_lib.train_and_evaluate(config, work)
     assert np.isfinite(metrics["loss"]) and {"l1", "perceptual", "style", "tv"} <= set(metrics)
-    _, _, meta = load_pretrained(train_lib.export_weights(work, tmp_path / "refine_weights"))
+    _, _, meta = load_pretrained(export_weights(work, tmp_path / "refine_weights"))
     assert meta["model"] == "shift_refine" and meta["step"] == 1
 
 
@@ -95,8 +98,11 @@ def test_zoom_lr_image_is_made_in_the_step_from_image_hr():
 
     joint = TASKS["zoom_joint"](tiny_config("zoom_joint"))
     shapes = {k: v.shape for k, v in joint.example_batch(1, 2).items()}
-    assert shapes == {"image_hr": (1, 2, 64, 64, 3), "mask": (1, 2, 32, 32, 1),
-                      "mask_hr": (1, 2, 64, 64, 1)}  # fmt: skip
+    assert shapes == {
+        "image_hr": (1, 2, 64, 64, 3),
+        "mask": (1, 2, 32, 32, 1),
+        "mask_hr": (1, 2, 64, 64, 1),
+    }
     task = TASKS["zoom_pretrain_sr"](tiny_config("zoom_pretrain_sr"))
     g = task.init_states(jax.random.key(0))["g"]
     batch = task.example_batch(1, 2)
@@ -110,8 +116,9 @@ def test_zoom_lr_image_is_made_in_the_step_from_image_hr():
     loss = lambda b: task.loss(g.params, g.model_state, {}, b, None)[0]  # noqa: E731
     out = task.model().apply({"params": g.params}, lr)
     want = np.mean(np.abs(np.asarray(out) - hr[0]))
-    np.testing.assert_allclose(jax.vmap(loss, axis_name=parallel.AXIS)({"image_hr": hr})[0], want,
-                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        jax.vmap(loss, axis_name=parallel.AXIS)({"image_hr": hr})[0], want, rtol=1e-5
+    )
 
 
 def test_pmap_step_equals_one_device_with_the_whole_batch(caplog):
@@ -255,15 +262,25 @@ def test_dfnet_loss_weights_come_from_the_config(stage, dfnet_run):
 
 # eps = 1: Adam's update linear in the gradient, so float noise between processes (thread counts,
 # reduction order) stays at noise level instead of becoming +-lr (see the pmap equivalence test).
-RESUME_FLAGS = {"num_train_steps": 12, "checkpoint_every": 2, "log_every": 2, "sample_every": 0,
-                "optim.eps": 1.0}  # fmt: skip
+RESUME_FLAGS = {
+    "num_train_steps": 12,
+    "checkpoint_every": 2,
+    "log_every": 2,
+    "sample_every": 0,
+    "optim.eps": 1.0,
+}
 
 
 def train_cmd(workdir, stage="zoom_pretrain_coarse", **flags):
-    cmd = [sys.executable, str(REPO / "train.py"), f"--config={REPO}/configs/tiny.py:{stage}",
-           f"--workdir={workdir}"]  # fmt: skip
-    return cmd + [f"--config.{k}={v}" if "." in k or k in RESUME_FLAGS else f"--{k}={v}"
-                  for k, v in flags.items()]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        f"--config={REPO}/configs/tiny.py:{stage}",
+        f"--workdir={workdir}",
+    ]
+    return cmd + [
+        f"--config.{k}={v}" if "." in k or k in RESUME_FLAGS else f"--{k}={v}" for k, v in flags.items()
+    ]
 
 
 def wait_for_checkpoint(proc, workdir, step, timeout=240):
@@ -285,16 +302,18 @@ def test_kill_9_and_sigterm_then_resume_equal_an_uninterrupted_run(tmp_path):
     whole = tmp_path / "whole"
     train_lib.train_and_evaluate(tiny_config("zoom_pretrain_coarse", **RESUME_FLAGS), whole)
     work = tmp_path / "interrupted"
-    proc = subprocess.Popen(train_cmd(work, **RESUME_FLAGS), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        train_cmd(work, **RESUME_FLAGS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_checkpoint(proc, work, 2)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-        killed_at = train_lib.checkpoint_manager(work).latest_step()
+        killed_at = train_checkpoints.checkpoint_manager(work).latest_step()
         assert killed_at is not None and killed_at < 12
-        proc = subprocess.Popen(train_cmd(work, **RESUME_FLAGS), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            train_cmd(work, **RESUME_FLAGS), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         wait_for_checkpoint(proc, work, killed_at + 2)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
@@ -302,7 +321,7 @@ def test_kill_9_and_sigterm_then_resume_equal_an_uninterrupted_run(tmp_path):
         assert "SIGTERM" in err
     finally:
         proc.kill()
-    stopped_at = train_lib.checkpoint_manager(work).latest_step()
+    stopped_at = train_checkpoints.checkpoint_manager(work).latest_step()
     assert killed_at < stopped_at < 12
     train_lib.train_and_evaluate(tiny_config("zoom_pretrain_coarse", **RESUME_FLAGS), work)
     # Float noise between the pytest process and fresh subprocesses reached 1.1e-6 on CI; a resume
@@ -317,7 +336,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         train_lib.TrainingDiverged, match="non-finite loss at step 3.*checkpoint is step 2"
     ):
         train_lib.train_and_evaluate(config, tmp_path)
-    assert train_lib.checkpoint_manager(tmp_path).all_steps() == [2]
+    assert train_checkpoints.checkpoint_manager(tmp_path).all_steps() == [2]
 
 
 def test_init_from_pretrained_subtrees_and_bad_sources(tmp_path):
@@ -329,17 +348,90 @@ def test_init_from_pretrained_subtrees_and_bad_sources(tmp_path):
     config = tiny_config("zoom_joint")
     _, states, _ = train_lib.build(config)
     spec = f"coarse={coarse},refine={refine}"
-    started = train_lib.initialise_from(dict(states), spec, restore_optimizer=True)
+    started = initialise_from(dict(states), spec, restore_optimizer=True)
     src = final_params(coarse)["g"]
     assert_trees_close(jax.device_get(started["g"].params["coarse"]), src, atol=0)
     assert_trees_close(
         jax.device_get(started["g"].params["sr"]), jax.device_get(states["g"].params["sr"]), 0
     )
     assert int(started["g"].step) == 2 and "d" in started
-    with pytest.raises(train_lib.InitError, match="does not exist"):
-        train_lib.initialise_from(dict(states), f"coarse={tmp_path}/nope", False)
-    with pytest.raises(train_lib.InitError, match="does not fit"):
-        train_lib.initialise_from(dict(states), f"sr={coarse}", False)
+    with pytest.raises(InitError, match="does not exist"):
+        initialise_from(dict(states), f"coarse={tmp_path}/nope", False)
+    with pytest.raises(InitError, match="does not fit"):
+        initialise_from(dict(states), f"sr={coarse}", False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Config validation: a bad field fails up front with one line naming it, nothing written.
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "data.global_batch_size",
+            -4,
+            "data.global_batch_size must be a positive multiple of the device "
+            r"count \(4\), got -4",
+        ),
+        ("data.global_batch_size", 6, r"positive multiple of the device count \(4\), got 6"),
+        ("num_train_steps", -10, "config.num_train_steps must be a positive integer, got -10"),
+        ("num_train_steps", 0, "config.num_train_steps must be a positive integer, got 0"),
+        ("checkpoint_every", 0, "config.checkpoint_every must be a positive integer, got 0"),
+        ("sample_every", -1, "config.sample_every must be an integer >= 0, got -1"),
+        (
+            "data.crop_size",
+            63,
+            r"config.data.crop_size must be a multiple of config.data.lr_scale \(2\)",
+        ),
+        ("masks.kind", "huge", "config.masks.kind must be one of none, irregular, small"),
+        ("optim.lr", -1e-3, "config.optim.lr must be > 0, got -0.001"),
+        ("task", "gan", "config.task must be one of dfnet, "),
+        ("dtype", "float16", "config.dtype must be one of"),
+    ],
+)
+def test_check_config_names_the_bad_field(field, value, message):
+    config = tiny_config("zoom_joint", **{field: value})
+    with pytest.raises(train_lib.ConfigError, match=message):
+        train_lib.check_config(config, num_devices=4)
+    train_lib.check_config(tiny_config("zoom_joint"), num_devices=4)
+
+
+def test_check_config_shift_refine_needs_a_stage1():
+    config = tiny_config("shift_refine")
+    with pytest.raises(train_lib.ConfigError, match="config.refine.stage1_weights"):
+        train_lib.check_config(config)
+    config.refine.stage1_weights = "weights/dfnet"
+    config.refine.patch_size = 512
+    with pytest.raises(train_lib.ConfigError, match="config.refine.patch_size must be <= "):
+        train_lib.check_config(config)
+
+
+@pytest.mark.parametrize(
+    ("flag", "field"),
+    [
+        ("data.global_batch_size=-4", "data.global_batch_size"),
+        ("num_train_steps=-10", "num_train_steps"),
+    ],
+)
+def test_train_py_rejects_a_bad_config_before_any_work(tmp_path, flag, field):
+    """Exit 2 with one line naming the field, no traceback, and no workdir."""
+    work = tmp_path / "work"
+    cmd = train_cmd(work) + [f"--config.{flag}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"train.py: config.{field} must be")
+    assert not work.exists()
+
+
+def test_a_failed_start_writes_nothing(tmp_path):
+    """A missing init_from source fails before the workdir, its checkpoints/ or an event file exist."""
+    work = tmp_path / "work"
+    config = tiny_config("zoom_pretrain_coarse", init_from=str(tmp_path / "nope"))
+    with pytest.raises(InitError, match="does not exist"):
+        train_lib.train_and_evaluate(config, work)
+    assert not work.exists()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -356,8 +448,13 @@ def test_two_processes_equal_one_process_with_four_devices(tmp_path):
     """2 processes x 2 CPU devices (gloo collectives) train 3 tiny steps and end with the params of a
     1-process x 4-device run: same global batches, synchronised BatchNorm across processes. Adam's
     eps = 1 keeps its update linear in the gradient (see the pmap equivalence test)."""
-    flags = {"num_train_steps": 3, "checkpoint_every": 3, "log_every": 1, "sample_every": 0,
-             "optim.eps": 1.0}  # fmt: skip
+    flags = {
+        "num_train_steps": 3,
+        "checkpoint_every": 3,
+        "log_every": 1,
+        "sample_every": 0,
+        "optim.eps": 1.0,
+    }
     single = tmp_path / "single"
     train_lib.train_and_evaluate(tiny_config("zoom_pretrain_coarse", **flags), single)
     multi = tmp_path / "multi"
@@ -370,7 +467,7 @@ def test_two_processes_equal_one_process_with_four_devices(tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for i in range(2)
     ]
     try:
@@ -389,14 +486,20 @@ def test_demo_config_trains_and_inpaints_the_held_out_photo(tmp_path):
     """configs/demo.py (what make demo trains, here for 2 steps) never sees the held-out photo, and
     its exported model inpaints that photo through the user-facing CLI path."""
     from configs import demo as demo_config
-    from hrinpaint_jax.demo import run_trained_demo
+    from hrinpaint_jax.commands.demo import run_trained_demo
     from hrinpaint_jax.input_pipeline import host_batches
     from hrinpaint_jax.tasks import data_config
 
     config = demo_config.get_config()
     assert "astronaut.png" in data_config(config).holdout
-    batch = next(host_batches(data_config(config, crop_size=600, global_batch_size=4, flip=False),
-                              num_devices=1, process_index=0, process_count=1))  # fmt: skip
+    batch = next(
+        host_batches(
+            data_config(config, crop_size=600, global_batch_size=4, flip=False),
+            num_devices=1,
+            process_index=0,
+            process_count=1,
+        )
+    )
     assert batch["image_hr"].shape[1] == 4  # coffee.png (600 x 400, grown to 600^2) only
     config.num_train_steps, config.sample_every = 2, 2
     train_lib.train_and_evaluate(config, tmp_path / "train")

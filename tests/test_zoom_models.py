@@ -194,6 +194,28 @@ def test_tiny_framework_runs_on_a_non_square_input(tiny, attention):
     assert float(jnp.abs(grads["coarse"]["enc1_0"]["gc"]["conv"]["kernel"]).sum()) > 0
 
 
+def test_zoom_option_swaps_the_sr_net_and_keeps_the_weights(tiny):
+    """ZoomToInpaint(zoom=...): 'bicubic' replaces the SR net by TF bicubic x2, 'none' refines at the
+    input size; the variables of the full model serve every option unchanged."""
+    from hrinpaint_jax.ops.resize import resize_bicubic_tf
+
+    model, v, image, mask = tiny
+    full = jax.jit(lambda v: model.apply(v, image, mask))(v)
+    bicubic = jax.jit(lambda v: model.clone(zoom="bicubic").apply(v, image, mask))(v)
+    np.testing.assert_array_equal(bicubic["coarse"], full["coarse"])
+    np.testing.assert_array_equal(bicubic["sr"], resize_bicubic_tf(full["coarse"], (32, 48)))
+    assert bicubic["refine"].shape == (2, 32, 48, 3)
+    none = jax.jit(lambda v: model.clone(zoom="none").apply(v, image, mask))(v)
+    np.testing.assert_array_equal(none["sr"], full["coarse"])
+    np.testing.assert_array_equal(none["mask_hr"], mask)
+    assert none["refine"].shape == (2, 16, 24, 3)
+    # The parameter tree of the full model is the one of every option.
+    shapes = jax.eval_shape(lambda: model.clone(zoom="none").init(jax.random.key(0), image, mask))
+    assert set(shapes["params"]) == set(v["params"]) - {"sr"}  # the SR net is not built
+    with pytest.raises(ValueError, match="zoom must be one of sr, bicubic, none"):
+        model.clone(zoom="nearest").apply(v, image, mask)
+
+
 def test_sr_scales_and_shape_errors():
     x = jnp.zeros((1, 6, 10, 3))
     for scale in (2, 3, 4):

@@ -9,11 +9,11 @@ from PIL import Image
 
 from hrinpaint_jax.checkpoints import load_pretrained
 from hrinpaint_jax.cli import main
+from hrinpaint_jax.ops.pixels import to_uint8
 from hrinpaint_jax.pipelines.zoom import (
     ZoomInpainter,
     estimate_zoom_gb,
     reference_test,
-    to_uint8_truncate,
     zoom_forward,
 )
 
@@ -48,7 +48,7 @@ def test_non_square_input_is_padded_and_cropped(inpainter):
     keeps every known pixel and changes the hole (also where the hole touches the border)."""
     image = photo(37, 53)
     mask = hole_mask(37, 53, 20, 40, 37, 53)  # touches the bottom-right corner
-    out, stages = inpainter(image, mask, return_stages=True)
+    out, stages = inpainter(image, mask == 255, return_stages=True)
     assert out.shape == image.shape and out.dtype == np.uint8
     assert stages["final"].shape == (1, 40, 56, 3) and stages["refine"].shape == (1, 80, 112, 3)
     known = mask == 0
@@ -57,7 +57,13 @@ def test_non_square_input_is_padded_and_cropped(inpainter):
     padded_img = np.pad(image, ((0, 3), (0, 3), (0, 0)), mode="edge").astype(np.float32) / 255
     padded_mask = np.pad(mask, ((0, 3), (0, 3)), mode="edge").astype(np.float32)[..., None] / 255
     want = zoom_forward(inpainter.model, inpainter.variables, padded_img[None], padded_mask[None])
-    np.testing.assert_array_equal(out, to_uint8_truncate(want["final"][0, :37, :53]))
+    np.testing.assert_array_equal(
+        out, to_uint8(np.asarray(want["final"][0, :37, :53]), rounding="truncate")
+    )
+    # The reference's mask file as soft_mask (here 0/255) is the same input.
+    np.testing.assert_array_equal(inpainter(image, soft_mask=mask), out)
+    with pytest.raises(ValueError, match="hole must be bool"):
+        inpainter(image, mask)
 
 
 def test_reference_test_protocol_resizes_to_256(converted_zoom):
@@ -122,13 +128,13 @@ def test_work_size_runs_shrunk_and_pastes_the_fill_back(inpainter, tmp_path, cap
     --zoom-size picks it (auto = the size recorded with the weights, absent for these)."""
     image, mask = photo(72, 96, seed=5), hole_mask(72, 96, 20, 30, 50, 70)
     shrunk = ZoomInpainter(inpainter.model, inpainter.variables, work_size=48)
-    out, stages = shrunk(image, mask, return_stages=True)
+    out, stages = shrunk(image, mask == 255, return_stages=True)
     assert out.shape == image.shape and stages["final"].shape == (1, 36, 48, 3)
     known = mask == 0
     np.testing.assert_array_equal(out[known], image[known])
     assert (out[~known] != image[~known]).any()
     native = ZoomInpainter(inpainter.model, inpainter.variables, work_size=128)
-    np.testing.assert_array_equal(native(image, mask), inpainter(image, mask))
+    np.testing.assert_array_equal(native(image, mask == 255), inpainter(image, mask == 255))
     assert ZoomInpainter.from_pretrained(weights / "zoom").work_size is None  # no recorded size
     with pytest.raises(ValueError, match="work_size must be >= 16"):
         ZoomInpainter(inpainter.model, inpainter.variables, work_size=8)
@@ -138,7 +144,8 @@ def test_work_size_runs_shrunk_and_pastes_the_fill_back(inpainter, tmp_path, cap
     assert run(weights, src, hole, tmp_path / "o.png", "--zoom-size", "48") == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), out)
     assert run(weights, src, hole, tmp_path / "p.png", "--zoom-size", "8") == 2
-    assert "--zoom-size must be auto, 0 or >= 16, got 8" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the CLI's argparse type names the option
+    assert "--zoom-size" in err and "must be auto, 0 or >= 16, got 8" in err
     assert not (tmp_path / "p.png").exists()
 
 
@@ -156,3 +163,28 @@ def test_memory_estimate_is_linear_in_area():
     small, large = estimate_zoom_gb(512, 512), estimate_zoom_gb(1024, 1024)
     assert large > small > 0
     assert estimate_zoom_gb(2048, 2048) - large == pytest.approx(4 * (large - small))
+
+
+def test_zoom_variants_run_through_the_model_option(inpainter):
+    """with_zoom('bicubic' | 'none'): the same weights with the SR zoom swapped for a bicubic one
+    or none (ZoomToInpaint.zoom); 'sr' is the model itself. Without zoom the refinement runs at the
+    input size (multiples of 8)."""
+    images = np.stack([photo(32, 48, seed=s) for s in (7, 8)]).astype(np.float32) / 255
+    holes = np.zeros((2, 32, 48, 1), np.float32)
+    holes[:, 8:20, 10:30] = 1
+    full = inpainter.fill(images, holes)
+    np.testing.assert_array_equal(
+        full, zoom_forward(inpainter.model, inpainter.variables, images, holes)["final"]
+    )
+    np.testing.assert_array_equal(inpainter.with_zoom("sr").fill(images, holes), full)
+    none = inpainter.with_zoom("none")
+    assert none.model.zoom == "none" and none.multiple == 8 and inpainter.model.zoom == "sr"
+    stages = none.forward(images, holes)
+    assert stages["refine"].shape == (2, 32, 48, 3)
+    bicubic = inpainter.with_zoom("bicubic").forward(images, holes)
+    assert bicubic["refine"].shape == (2, 64, 96, 3)
+    for out in (stages["final"], bicubic["final"]):
+        np.testing.assert_array_equal(np.asarray(out)[holes[..., 0] == 0], images[holes[..., 0] == 0])
+        assert not np.array_equal(np.asarray(out), np.asarray(full))
+    with pytest.raises(ValueError, match="zoom must be one of sr, bicubic, none"):
+        inpainter.with_zoom("nearest")

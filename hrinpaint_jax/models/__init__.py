@@ -1,9 +1,16 @@
-"""Model registry: ``get_model(name, **overrides)``."""
+"""Model registry: ``get_model(name, **overrides)``; ``build_model(name, config)`` builds a network
+from a training config (``models/build.py``)."""
 
 from __future__ import annotations
 
 import flax.linen as nn
 
+from hrinpaint_jax.models.build import (
+    build_model,
+    merge_discriminator,
+    model_kwargs,
+    split_discriminator,
+)
 from hrinpaint_jax.models.dfnet import DFNet, FusionBlock
 from hrinpaint_jax.models.patch_gan import PatchGANDiscriminator
 from hrinpaint_jax.models.shift_refine import ShiftRefineUNet
@@ -50,4 +57,8 @@ __all__ = [
     "MODELS",
     "get_model",
     "dummy_inputs",
+    "build_model",
+    "model_kwargs",
+    "split_discriminator",
+    "merge_discriminator",
 ]

@@ -40,11 +40,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hrinpaint_jax.checkpoints import expected_shapes
 from hrinpaint_jax.conversion import (
     ConversionError,
     TableBuilder,
     apply_table,
-    expected_shapes,
     extract_state_dict,
     load_torch_file,
 )

@@ -32,6 +32,8 @@ Dtype = Any
 # (level name, number of gated convs, gated output width as a multiple of ``width``, dilations)
 ENCODER_LEVELS = (("enc1", 3, 1, None), ("enc2", 3, 2, None), ("bottleneck", 3, 4, (2, 4, 8)))
 DECODER_LEVELS = (("dec2", 4, 2), ("dec1", 4, 1))
+# What enlarges the coarse result in ``ZoomToInpaint`` (see its ``zoom`` attribute).
+ZOOM_OPTIONS = ("sr", "bicubic", "none")
 
 
 class GatedBlock(nn.Module):
@@ -225,6 +227,11 @@ class ZoomToInpaint(nn.Module):
       width: gated output width of the first level (32 in the paper).
       sr_scale: zoom factor of the SR net (2 in the paper).
       attention: contextual-attention implementation of the refinement net.
+      zoom: what enlarges the coarse result before the refinement: 'sr' (the SR net: the model as
+        published), 'bicubic' (TF bicubic x``sr_scale`` instead) or 'none' (no zoom: the refinement
+        runs at the input size). The last two are the paper's ablations (ZTI Table 3, REFERENCE.md
+        10.2) run with one checkpoint: the parameter tree is the same for every option (the SR net's
+        weights are simply not used), so any weights load into any variant.
     """
 
     width: int = 32
@@ -237,8 +244,11 @@ class ZoomToInpaint(nn.Module):
     attention_kwargs: tuple[tuple[str, Any], ...] = ()
     bn_axis_name: str | None = None
     dtype: Dtype | None = None
+    zoom: str = "sr"
 
     def setup(self):
+        if self.zoom not in ZOOM_OPTIONS:
+            raise ValueError(f"zoom must be one of {', '.join(ZOOM_OPTIONS)}, got {self.zoom!r}")
         common = {"width": self.width, "bn_axis_name": self.bn_axis_name, "dtype": self.dtype}
         self.coarse = CoarseNet(**common)
         self.sr = SuperResolutionNet(
@@ -259,10 +269,18 @@ class ZoomToInpaint(nn.Module):
         Returns:
           dict with 'coarse' [B, H, W, 3] (already blended with the masked input), 'sr' and 'refine'
           [B, sH, sW, 3] (unbounded) and 'mask_hr' [B, sH, sW, 1] (nearest upscale of the mask).
+          With ``zoom='none'``, s = 1 and 'sr' is the coarse result; with 'bicubic' it is its TF
+          bicubic upscale.
         """
         coarse_in = jnp.concatenate([image * (1.0 - mask), mask], axis=-1)
         coarse = self.coarse(coarse_in, train=train)
-        sr = self.sr(coarse, train=train)
+        if self.zoom == "sr":
+            sr = self.sr(coarse, train=train)
+        elif self.zoom == "bicubic":
+            h, w = coarse.shape[1:3]
+            sr = resize_bicubic_tf(coarse, (self.sr_scale * h, self.sr_scale * w))
+        else:
+            sr = coarse
         mask_hr = resize_nearest_tf(mask, sr.shape[1:3])  # x2 nearest = 2x2 replication
         refine = self.refine(jnp.concatenate([sr, mask_hr.astype(sr.dtype)], axis=-1), train=train)
         if self.with_discriminator and self.is_initializing():

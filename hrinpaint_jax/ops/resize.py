@@ -51,6 +51,34 @@ def resize_bilinear_torch(x: jax.Array, size: tuple[int, int]) -> jax.Array:
     return jax.image.resize(x, (x.shape[0], out_h, out_w, x.shape[3]), method="linear", antialias=False)
 
 
+def resize_bilinear_window(
+    x: np.ndarray, size: tuple[int, int], window: tuple[int, int, int, int]
+) -> np.ndarray:
+    """Rows y0:y1 and columns x0:x1 of ``resize_bilinear_torch`` for an up-scale, on the host.
+
+    Half-pixel centres with the source coordinate clamped at 0 and the last row/column repeated,
+    as PyTorch's ``align_corners=False`` up-scale: the same taps as the full resize, up to float32
+    rounding (the weights are computed in float64 here), with memory for the window only.
+
+    Args:
+      x: [H, W, C] float; size: (out_h, out_w) >= (H, W); window: (y0, y1, x0, x1).
+    Returns:
+      [y1 - y0, x1 - x0, C] float32.
+    """
+    y0, y1, x0, x1 = window
+
+    def taps(n_in, n_out, lo, hi):
+        src = np.maximum((np.arange(lo, hi) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+        i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+        return i0, np.minimum(i0 + 1, n_in - 1), (src - i0).astype(np.float32)
+
+    r0, r1, fy = taps(x.shape[0], size[0], y0, y1)
+    c0, c1, fx = taps(x.shape[1], size[1], x0, x1)
+    x = np.asarray(x, np.float32)
+    rows = x[r0] * (1 - fy)[:, None, None] + x[r1] * fy[:, None, None]
+    return rows[:, c0] * (1 - fx)[None, :, None] + rows[:, c1] * fx[None, :, None]
+
+
 def nearest_indices_cv2(in_size: int, out_size: int) -> np.ndarray:
     """Source indices of OpenCV ``INTER_NEAREST``: ``min(floor(dst * in / out), in - 1)``.
 
@@ -99,7 +127,9 @@ def _cv2_linear_taps(in_size: int, out_size: int, clamp_weights: bool):
     return np.clip(s, 0, in_size - 1), np.clip(s + 1, 0, in_size - 1), w0, w1
 
 
-def resize_bilinear_cv2_u8(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+def resize_bilinear_cv2_u8(
+    x: jax.Array, size: tuple[int, int], window: tuple[int, int, int, int] | None = None
+) -> jax.Array:
     """OpenCV ``cv2.resize(x, (w, h), interpolation=INTER_LINEAR)`` on uint8, bit for bit.
 
     Horizontal pass: ``S = x[sx] * a0 + x[sx+1] * a1`` in int32 with 11-bit weights; vertical pass as
@@ -111,13 +141,16 @@ def resize_bilinear_cv2_u8(x: jax.Array, size: tuple[int, int]) -> jax.Array:
     Args:
       x: [H, W, C] uint8.
       size: (out_h, out_w).
+      window: (y0, y1, x0, x1): compute only these output rows and columns (exactly the crop of
+        the full output, with memory for the window only).
     Returns:
-      [out_h, out_w, C] uint8.
+      [out_h, out_w, C] uint8, or [y1 - y0, x1 - x0, C] for a window.
     """
     out_h, out_w = size
     h, w = x.shape[:2]
-    ys0, ys1, b0, b1 = _cv2_linear_taps(h, out_h, clamp_weights=False)
-    xs0, xs1, a0, a1 = _cv2_linear_taps(w, out_w, clamp_weights=True)
+    y0, y1, x0, x1 = window if window is not None else (0, out_h, 0, out_w)
+    ys0, ys1, b0, b1 = (t[y0:y1] for t in _cv2_linear_taps(h, out_h, clamp_weights=False))
+    xs0, xs1, a0, a1 = (t[x0:x1] for t in _cv2_linear_taps(w, out_w, clamp_weights=True))
     xi = x.astype(jnp.int32)
     rows = xi[:, xs0] * a0[None, :, None] + xi[:, xs1] * a1[None, :, None]  # [h, out_w, C]
     s0, s1 = rows[ys0] >> 4, rows[ys1] >> 4

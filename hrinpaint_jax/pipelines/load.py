@@ -77,8 +77,9 @@ def load_inpainter(
     dtype: str = "float32",
 ):
     """Loads the method's networks: a ``TwoStageInpainter`` or a ``ZoomInpainter`` (both are called
-    as ``inpainter(rgb_uint8, mask_uint8_255_is_hole) -> rgb_uint8``). ``dtype``: the networks'
-    computation dtype, 'float32' (reference parity) or 'bfloat16' (parameters stay float32)."""
+    as ``inpainter(rgb_uint8, hole_bool) -> rgb_uint8``, True = hole; ``pipelines/inputs.py``).
+    ``dtype``: the networks' computation dtype, 'float32' (reference parity) or 'bfloat16'
+    (parameters stay float32)."""
     from hrinpaint_jax.checkpoints import CheckpointError
     from hrinpaint_jax.pipelines.two_stage import TwoStageInpainter
 

@@ -4,7 +4,7 @@ Stage 1 runs DFNet on a 512x512 letterbox of the (padded) image; stage 2 upscale
 hole and refines it at full resolution with the 20-channel shift U-Net.
 
 ``faithful=True`` (the default) reproduces the authors' ``test.py`` bit for bit, quirks included,
-each marked QUIRK below. ``faithful=False`` fixes what is clearly a bug (listed in the README):
+each marked QUIRK below. ``faithful=False`` fixes what is clearly a bug (listed in docs/pipelines.md):
 * the hole is binarised once (value >= 128) and used by both stages. The reference feeds DFNet
   ``1 - m/255`` but the refinement ``m // 255``, so hole content leaks into the fill through
   antialiased mask pixels, and those pixels keep their original (hole) content in the output;
@@ -23,9 +23,9 @@ receptive field is local (``ShiftRefineUNet.decoder_margin``: 255 px), so the de
 hole's bounding box plus that margin, aligned to 256; the encoder stays global. The result equals
 the full computation.
 
-Tiled refinement (``tile_size``): the whole refinement U-Net runs on overlapping tiles blended with
-feathered weights, to bound memory for very large images. It approximates the untiled result (the
-encoder then sees only its tile).
+Tiled refinement (``tile_size``, ``pipelines/tiling.py``): the whole refinement U-Net runs on
+overlapping tiles blended with feathered weights, to bound memory for very large images. It
+approximates the untiled result (the encoder then sees only its tile).
 
 ``dtype='bfloat16'`` runs both networks in bfloat16 (parameters float32; the merges, resizes and the
 uint8 conversion stay float32); the default float32 is the reference-parity path.
@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import os
 from typing import Any
 
@@ -45,12 +44,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from hrinpaint_jax.layers import compute_dtype
+from hrinpaint_jax.ops.pixels import from_uint8, to_uint8
 from hrinpaint_jax.ops.resize import (
     nearest_indices_cv2,
     resize_bilinear_cv2_u8,
     resize_bilinear_torch,
+    resize_bilinear_window,
 )
 from hrinpaint_jax.ops.shift import reference_shift, shift_refine_input, shift_refine_patch
+from hrinpaint_jax.pipelines.inputs import MemoryBudgetError, check_image, mask_u8
+from hrinpaint_jax.pipelines.tiling import estimate_refine_gb, image_buffers_gb, refine_tiled
 
 logger = logging.getLogger(__name__)
 
@@ -95,17 +98,6 @@ def eigen_conv_selected() -> bool:
     return jax.default_backend() == "cpu" and YNN_OFF in os.environ.get("XLA_FLAGS", "").split()
 
 
-def estimate_refine_gb(padded: tuple[int, int], window: tuple[int, int]) -> float:
-    """Peak host memory (GB) of one refinement call on CPU, float32.
-
-    A linear fit to ``benchmarks/pipeline_cpu.py`` peak RSS at 1024-4096 px: the global encoder costs
-    ~0.19 GB and the decoder ~1.04 GB per megapixel of its window (the decoder's 116- and 288-channel
-    full- and half-resolution maps dominate). 4096x4096 with a full-size window comes to ~21 GB.
-    """
-    mpx = lambda hw: hw[0] * hw[1] / 1e6  # noqa: E731
-    return 0.2 + 0.19 * mpx(padded) + 1.04 * mpx(window)
-
-
 def hole_window(hole: np.ndarray, margin: int, align: int = PAD_MULTIPLE) -> tuple[int, int, int, int]:
     """(top, left, height, width) of the hole's bounding box grown by ``margin`` and aligned outwards
     to multiples of ``align``, clipped to the image. ``hole``: [H, W] bool, H and W multiples of
@@ -119,14 +111,10 @@ def hole_window(hole: np.ndarray, margin: int, align: int = PAD_MULTIPLE) -> tup
     return top, left, bottom - top, right - left
 
 
-def _to_uint8_truncate(x: jax.Array) -> jax.Array:
+def _output_uint8(faithful: bool):
     # QUIRK (REFERENCE.md 4, steps 7 and 17): float -> uint8 by x*255 then truncation (torch
-    # ``.byte()``), not rounding. Values are in [0, 1] so the float->int conversion never saturates.
-    return (x * 255.0).astype(jnp.uint8)
-
-
-def _to_uint8_round(x: jax.Array) -> jax.Array:
-    return jnp.clip(jnp.round(x * 255.0), 0, 255).astype(jnp.uint8)
+    # ``.byte()``), not rounding; the fixed mode rounds.
+    return functools.partial(to_uint8, rounding="truncate" if faithful else "round")
 
 
 def _max_pool_to(hole: jax.Array, rows: np.ndarray, cols: np.ndarray) -> jax.Array:
@@ -195,27 +183,68 @@ class TwoStageInpainter:
                 raise ValueError(f"{where} holds {meta['model']} weights, expected {want}")
         return cls(dfnet, dfnet_vars, refine, refine_vars, **kwargs)
 
-    # ------------------------------------------------------------------------------------------
-    # Public entry point.
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray, return_stages: bool = False):
+    def __call__(self, image: np.ndarray, hole=None, return_stages: bool = False, *, soft_mask=None):
         """Inpaints one image.
 
         Args:
           image: [H, W, 3] uint8 RGB, any size.
-          mask: [H, W] uint8, 255 = hole (the reference's mask files). In faithful mode other values
-            behave as in the reference (DFNet sees 1 - m/255, the refinement only 255 as hole); in
-            fixed mode any value >= 128 is a hole.
+          hole: [H, W] bool, True = hole (or numeric holding only 0 and 1; ``pipelines/inputs.py``).
           return_stages: also return a dict of intermediates (for tests and debugging).
+          soft_mask: instead of ``hole``, the reference's uint8 mask file (255 = hole). In faithful
+            mode other values behave as in the reference (QUIRK: DFNet sees 1 - m/255, the
+            refinement only 255 as hole); in fixed mode any value >= 128 is a hole.
         Returns:
           [H, W, 3] uint8 RGB (and the stages dict).
         """
-        image = np.asarray(image)
-        mask = np.asarray(mask)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
-        if mask.shape != image.shape[:2] or mask.dtype != np.uint8:
-            raise ValueError(f"mask must be uint8 {image.shape[:2]}, got {mask.dtype} {mask.shape}")
+        image, image_pad, mask_pad = self._padded(image, hole, soft_mask)
+        (height, width), (hp, wp) = image.shape[:2], mask_pad.shape
+        hole = mask_pad == 255
+        if not hole.any():
+            # Nothing to fill: the refinement composites its output into the hole only, and in
+            # both modes only 255 (after binarising) is a hole there.
+            return (image.copy(), {}) if return_stages else image.copy()
+
+        top, left, wh, ww = hole_window(hole, self.refine.decoder_margin())
+        local = self.hole_local if self.hole_local is not None else (wh, ww) != (hp, wp)
+        window_size = (wh, ww) if local else (hp, wp)
+        tile = self._plan_tiles(hp, wp, window_size)
+        if tile is not None:
+            out, stages = self._refine_tiled(image, image_pad, mask_pad, hole, tile)
+            return (out, stages) if return_stages else out
+        image_dev, mask_dev = jnp.asarray(image_pad), jnp.asarray(mask_pad)
+        out, stages = two_stage_forward(
+            self.dfnet,
+            self.refine,
+            self.dfnet_variables,
+            self.refine_variables,
+            image_dev,
+            mask_dev,
+            np.int32(top),
+            np.int32(left),
+            window_size=window_size if local else None,
+            faithful=self.faithful,
+        )
+        result = np.asarray(out)[:height, :width]
+        if return_stages:
+            return result, {k: np.asarray(v) for k, v in stages.items()}
+        return result
+
+    def stage1(self, image: np.ndarray, hole=None, *, soft_mask=None) -> np.ndarray:
+        """Stage 1 alone: DFNet at 512, its result upscaled and pasted into the hole (REFERENCE.md
+        4, steps 1-12: the "matched" image the refinement starts from; the seed-000 paper's DFNet
+        baseline). Arguments as ``__call__``; returns [H, W, 3] uint8."""
+        image, image_pad, mask_pad = self._padded(image, hole, soft_mask)
+        if not (mask_pad == 255).any():
+            return image.copy()
+        out = stage1_matched(
+            self.dfnet, self.dfnet_variables, image_pad, mask_pad, faithful=self.faithful
+        )
+        return np.asarray(out)[: image.shape[0], : image.shape[1]]
+
+    def _padded(self, image, hole, soft_mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image, padded image, padded uint8 mask: 255 = hole) after checking the inputs."""
+        image = check_image(image)
+        mask = mask_u8(hole, soft_mask, image.shape[:2])
         height, width = image.shape[:2]
         hp, wp = padded_size(height, width)
         # Step 3: pad bottom/right with zeros; to the networks the padding is *known* black.
@@ -223,42 +252,13 @@ class TwoStageInpainter:
         image_pad[:height, :width] = image
         mask_pad = np.zeros((hp, wp), np.uint8)
         mask_pad[:height, :width] = mask if self.faithful else np.where(mask >= 128, 255, 0)
-        hole = mask_pad == 255
-        if not hole.any():
-            # Nothing to fill: the refinement composites its output into the hole only, and in
-            # both modes only 255 (after binarising) is a hole there.
-            return (image.copy(), {}) if return_stages else image.copy()
-
-        image_dev, mask_dev = jnp.asarray(image_pad), jnp.asarray(mask_pad)
-        top, left, wh, ww = hole_window(hole, self.refine.decoder_margin())
-        local = self.hole_local if self.hole_local is not None else (wh, ww) != (hp, wp)
-        window_size = (wh, ww) if local else (hp, wp)
-        tile = self._plan_tiles(hp, wp, window_size)
-        if tile is not None:
-            upscaled, stages = stage1_upscaled(
-                self.dfnet, self.dfnet_variables, image_dev, mask_dev, faithful=self.faithful
-            )
-            out = self._refine_tiled(image_dev, mask_dev, upscaled, hole, tile)
-        else:
-            out, stages = two_stage_forward(
-                self.dfnet,
-                self.refine,
-                self.dfnet_variables,
-                self.refine_variables,
-                image_dev,
-                mask_dev,
-                np.int32(top),
-                np.int32(left),
-                window_size=window_size if local else None,
-                faithful=self.faithful,
-            )
-        result = np.asarray(out)[:height, :width]
-        if return_stages:
-            return result, {k: np.asarray(v) for k, v in stages.items()}
-        return result
+        return image, image_pad, mask_pad
 
     def _plan_tiles(self, hp: int, wp: int, window_size: tuple[int, int]) -> int | None:
-        """The tile size to refine with, or None for one untiled call."""
+        """The tile size to refine with, or None for one untiled call.
+
+        The budget covers the image buffers (``image_buffers_gb``) plus the refinement
+        (``estimate_refine_gb``); a budget below what the smallest tile needs is refused."""
         if self.tile_size is not None:
             return self.tile_size if max(hp, wp) > self.tile_size else None
         if max(window_size) > EIGEN_CONV_MAX_SIDE and eigen_conv_selected():
@@ -272,15 +272,22 @@ class TwoStageInpainter:
             return 2048
         if self.memory_budget_gb is None:
             return None
-        need = estimate_refine_gb((hp, wp), window_size)
+        buffers = image_buffers_gb(hp, wp)
+        need = buffers + estimate_refine_gb((hp, wp), window_size)
         if need <= self.memory_budget_gb:
             return None
-        for tile in (2048, 1536, 1024, 768, 512):
-            if (
-                tile < max(hp, wp)
-                and estimate_refine_gb((tile, tile), (tile, tile)) <= self.memory_budget_gb
-            ):
-                break
+        fits = [
+            t
+            for t in (2048, 1536, 1024, 768, 512)
+            if t < max(hp, wp) and buffers + estimate_refine_gb((t, t), (t, t)) <= self.memory_budget_gb
+        ]
+        if not fits:
+            least = buffers + estimate_refine_gb((512, 512), (512, 512))
+            raise MemoryBudgetError(
+                f"a {wp}x{hp} image needs at least {least:.1f} GB (its buffers and one 512 px "
+                f"refinement tile), over the {self.memory_budget_gb:.1f} GB memory budget"
+            )
+        tile = fits[0]
         logger.warning(
             "the refinement at %dx%d needs about %.1f GB, over the %.1f GB budget: refining in "
             "%d px tiles instead (approximate; see --tile-size / --memory-budget)",
@@ -292,37 +299,32 @@ class TwoStageInpainter:
         )
         return tile
 
-    def _refine_tiled(self, image_pad, mask_pad, upscaled, hole: np.ndarray, tile: int) -> jax.Array:
-        """Overlapping tiles through the whole U-Net, blended with feathered weights."""
-        hp, wp = hole.shape
-        overlap = self.tile_overlap
-        if tile % PAD_MULTIPLE or overlap % 2 or not 0 <= overlap < tile:
-            raise ValueError(
-                f"tile_size must be a multiple of 256 and larger than an even tile_overlap, "
-                f"got {tile} and {overlap}"
-            )
-        inputs, base = refine_inputs(image_pad, mask_pad, upscaled, faithful=self.faithful)
-        th, tw = min(tile, hp), min(tile, wp)
-        ramp = _feather(th, tw, overlap)
-        acc = np.zeros((hp, wp, 3), np.float32)
-        weight = np.zeros((hp, wp, 1), np.float32)
-        for top in _tile_starts(hp, tile, overlap):
-            for left in _tile_starts(wp, tile, overlap):
-                if not hole[top : top + th, left : left + tw].any():
-                    continue
-                out = refine_tile(
-                    self.refine,
-                    self.refine_variables,
-                    inputs,
-                    np.int32(top),
-                    np.int32(left),
-                    size=(th, tw),
-                )
-                acc[top : top + th, left : left + tw] += np.asarray(out) * ramp
-                weight[top : top + th, left : left + tw] += ramp
-        blended = acc / np.maximum(weight, 1e-12)
-        to_uint8 = _to_uint8_truncate if self.faithful else _to_uint8_round
-        return jnp.where(hole[..., None], to_uint8(jnp.asarray(blended)), base)
+    def _refine_tiled(self, image, image_pad, mask_pad, hole: np.ndarray, tile: int):
+        """Overlapping tiles through the whole U-Net, blended with feathered weights, each tile's
+        input built on the host (``tiling.refine_tiled``): memory for the image's uint8 buffers and
+        one tile. Returns ([H, W, 3] uint8 result, stage-1 intermediates)."""
+        crop, stages = dfnet_stage(
+            self.dfnet, self.dfnet_variables, jnp.asarray(image_pad), jnp.asarray(mask_pad),
+            faithful=self.faithful,
+        )  # fmt: skip
+        rows, cols = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
+        fill_box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+        if self.faithful:  # QUIRK (step 9): OpenCV's uint8 bilinear, only over the hole's box
+            fill = np.asarray(resize_bilinear_cv2_u8(crop, hole.shape, window=fill_box))
+        else:
+            fill = resize_bilinear_window(np.asarray(crop), hole.shape, fill_box)
+        refine = (self.refine, self.refine_variables)
+        shift = reference_shift(hole.shape[0])
+        blended, (y0, y1, x0, x1) = refine_tiled(
+            *refine, image_pad, hole, fill, fill_box, shift, tile, self.tile_overlap, PAD_MULTIPLE
+        )
+        height, width = image.shape[:2]
+        out = image.copy()
+        y1, x1 = min(y1, height), min(x1, width)
+        inside = hole[y0:y1, x0:x1]
+        values = _output_uint8(self.faithful)(blended[: y1 - y0, : x1 - x0])
+        out[y0:y1, x0:x1][inside] = values[inside]
+        return out, {k: np.asarray(v) for k, v in {**stages, "dfnet_stage_rgb": crop}.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,17 +346,17 @@ def dfnet_stage(dfnet, variables, image_pad, mask_pad, *, faithful: bool):
     small_hole = jnp.zeros((DFNET_SIZE, DFNET_SIZE), jnp.float32)
     if faithful:
         # QUIRK (step 5): DFNet's mask is continuous, 1 - m/255 (1 = known).
-        small_hole = small_hole.at[content].set(mask_pad[rows][:, cols].astype(jnp.float32) / 255.0)
+        small_hole = small_hole.at[content].set(from_uint8(mask_pad[rows][:, cols]))
     else:
         pooled = _max_pool_to(mask_pad == 255, rows, cols)
         small_hole = small_hole.at[content].set(pooled.astype(jnp.float32))
     known = (1.0 - small_hole)[..., None]
-    x = small.astype(jnp.float32) / 255.0
+    x = from_uint8(small)  # bit-identical to torch's u8 / 255 (XLA would multiply by 1/255)
     img_miss = x * known
     out = dfnet.apply(variables, img_miss[None], known[None], train=False)[0][0]
     merged = x * known + out * (1.0 - known)  # step 6
     crop = merged[content][..., ::-1]  # steps 7-8: BGR -> RGB, letterbox cropped
-    crop = _to_uint8_truncate(crop) if faithful else crop
+    crop = to_uint8(crop, rounding="truncate") if faithful else crop  # QUIRK (step 7): .byte()
     return crop, {"dfnet_img_miss": img_miss, "dfnet_mask": known, "dfnet_out_0": out}
 
 
@@ -370,6 +372,15 @@ def stage1_upscaled(dfnet, variables, image_pad, mask_pad, *, faithful: bool):
     else:  # float bilinear (half-pixel, no antialias) of the float DFNet result
         upscaled = resize_bilinear_torch(crop[None], (hp, wp))[0]
     return upscaled, {**stages, "dfnet_stage_rgb": crop}
+
+
+@functools.partial(jax.jit, static_argnames=("dfnet", "faithful"))
+def stage1_matched(dfnet, variables, image_pad, mask_pad, *, faithful: bool):
+    """Steps 2-12: the upscaled DFNet result in the hole, as uint8 [Hp, Wp, 3]."""
+    upscaled, _ = stage1_upscaled(dfnet, variables, image_pad, mask_pad, faithful=faithful)
+    upscaled = upscaled if faithful else to_uint8(upscaled)
+    # QUIRK (step 11): only exactly 255 is a hole at full resolution.
+    return jnp.where((mask_pad == 255)[..., None], upscaled, image_pad)
 
 
 @functools.partial(jax.jit, static_argnames=("dfnet", "refine", "window_size", "faithful"))
@@ -410,10 +421,10 @@ def refine_inputs(image_pad, mask_pad, upscaled, *, faithful: bool):
     hole = (mask_pad == 255)[..., None]
     if faithful:
         matched_u8 = jnp.where(hole, upscaled, image_pad)  # uint8 merge (step 12)
-        matched = matched_u8.astype(jnp.float32) / 255.0
+        matched = from_uint8(matched_u8)
     else:
-        matched = jnp.where(hole, upscaled, image_pad.astype(jnp.float32) / 255.0)
-        matched_u8 = _to_uint8_round(matched)
+        matched = jnp.where(hole, upscaled, from_uint8(image_pad))
+        matched_u8 = to_uint8(matched)
     hole = hole.astype(jnp.float32)[None]
     # QUIRK (step 13): shift = 100/512 of the *padded height*, for both axes.
     inputs = shift_refine_input(matched[None], hole, reference_shift(hp))
@@ -430,11 +441,11 @@ def refine_stage(
     # full-resolution pieces alive and rebuilds the concatenations from them (measured at 2048:
     # 3.9 -> 2.7 GB of temporaries and 14.0 -> 12.9 s for the full decoder; bit-identical output).
     inputs, hole = jax.lax.optimization_barrier((inputs, hole))
-    to_uint8 = _to_uint8_truncate if faithful else _to_uint8_round
+    output_uint8 = _output_uint8(faithful)
     if window_size is None:
-        return to_uint8(refine.apply(variables, inputs, hole, train=False)[0])
+        return output_uint8(refine.apply(variables, inputs, hole, train=False)[0])
     window = (top, left, *window_size)
-    out = to_uint8(refine.apply(variables, inputs, hole, train=False, window=window)[0])
+    out = output_uint8(refine.apply(variables, inputs, hole, train=False, window=window)[0])
     # Outside the window (all known pixels) the network returns the matched image.
     return jax.lax.dynamic_update_slice(matched_u8, out, (top, left, 0))
 
@@ -451,15 +462,15 @@ def training_stage1(dfnet, variables, images, holes, *, faithful: bool = False):
     Returns:
       [B, S, S, 3] float32 "matched" images (what the refinement stage shifts).
     """
-    image_u8 = jnp.round(jnp.clip(images, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+    image_u8 = to_uint8(images)
     mask_u8 = jnp.where(holes[..., 0] > 0.5, 255, 0).astype(jnp.uint8)
 
     def one(image, mask):
         return stage1_upscaled(dfnet, variables, image, mask, faithful=faithful)[0]
 
-    upscaled = jax.vmap(one)(image_u8, mask_u8).astype(jnp.float32)
-    if faithful:
-        upscaled = upscaled / 255.0  # the OpenCV path works on uint8
+    upscaled = jax.vmap(one)(image_u8, mask_u8)
+    # The faithful path (OpenCV's uint8 bilinear) returns uint8.
+    upscaled = from_uint8(upscaled) if faithful else upscaled.astype(jnp.float32)
     return jnp.where(holes > 0.5, upscaled, images)
 
 
@@ -481,36 +492,3 @@ def refinement_patches(matched, holes, images, top, left, *, size: int):
         return x, crop[..., :1], crop[..., 1:]
 
     return jax.vmap(one)(matched, holes.astype(matched.dtype), images, top, left)
-
-
-@functools.partial(jax.jit, static_argnames=("refine", "size"))
-def refine_tile(refine, variables, inputs, top, left, *, size):
-    """The refinement U-Net on one tile; float output."""
-    image, hole = inputs
-    x = jax.lax.dynamic_slice(image, (0, top, left, 0), (1, *size, image.shape[3]))
-    h = jax.lax.dynamic_slice(hole, (0, top, left, 0), (1, *size, 1))
-    return refine.apply(variables, x, h, train=False)[0]
-
-
-def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Tile origins covering [0, size) with at least ``overlap`` between neighbours; the last tile
-    ends at ``size``. Origins are multiples of 256 so tiles keep the networks' alignment."""
-    if size <= tile:
-        return [0]
-    stride = tile - overlap
-    count = math.ceil((size - tile) / stride) + 1
-    starts = [min(i * stride, size - tile) for i in range(count)]
-    return sorted({s // PAD_MULTIPLE * PAD_MULTIPLE for s in starts} | {size - tile})
-
-
-def _feather(height: int, width: int, overlap: int) -> np.ndarray:
-    """[height, width, 1] blending weights: a linear ramp over ``overlap`` pixels at each edge."""
-
-    def ramp(n):
-        r = np.ones(n, np.float32)
-        if overlap and n > 2 * overlap:
-            edge = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
-            r[:overlap], r[-overlap:] = edge, edge[::-1]
-        return r
-
-    return (ramp(height)[:, None] * ramp(width)[None, :])[..., None]

@@ -24,6 +24,10 @@ resized back, into the hole; known pixels stay exact. Models trained at one scal
 at 512 px, ``configs/ours.py``) record it as ``work_size`` in their metadata, and
 ``from_pretrained`` uses it unless told otherwise.
 
+``ZoomInpainter(zoom='bicubic' | 'none')`` (or ``with_zoom``) swaps the SR zoom for a bicubic one or
+none, the paper's ablations (``ZoomToInpaint.zoom``); ``fill`` gives the unquantised float output
+of a batch, what the evaluation measures.
+
 ``ZoomInpainter(dtype='bfloat16')`` runs the networks in bfloat16 (parameters float32; the resizes,
 the blend and the uint8 conversion stay float32); the default float32 is the reference-parity path.
 """
@@ -38,7 +42,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from hrinpaint_jax.layers import compute_dtype
-from hrinpaint_jax.ops.resize import resize_bicubic_tf, shrink_hole
+from hrinpaint_jax.models.zoom import ZOOM_OPTIONS
+from hrinpaint_jax.ops.pixels import from_uint8, to_uint8
+from hrinpaint_jax.ops.resize import resize_bicubic_tf, resize_nearest_tf, shrink_hole
+from hrinpaint_jax.pipelines.inputs import MemoryBudgetError, check_image, mask_u8
 
 TEST_SIZE = 256  # test.py's working resolution
 # Memory model of estimate_zoom_gb (GB, and GB per refinement megapixel).
@@ -82,9 +89,32 @@ def zoom_forward(model, variables, image: jax.Array, mask: jax.Array) -> dict:
     }
 
 
-def to_uint8_truncate(x) -> np.ndarray:
-    """``uint8(x * 255)`` for x in [0, 1]: truncation, as the reference saves its PNGs."""
-    return (np.asarray(x, np.float32) * np.float32(255.0)).astype(np.uint8)
+def resize_hole(holes, size: tuple[int, int]) -> jax.Array:
+    """[B, h, w, 1] binary holes (1 = hole) resized to ``size``: nearest when enlarging, any coverage
+    (``shrink_hole``) when shrinking, so that no part of the hole escapes the method."""
+    if size[0] >= holes.shape[1] and size[1] >= holes.shape[2]:
+        return resize_nearest_tf(holes, size)
+    return shrink_hole(holes, size)
+
+
+def resize_run_paste(run, images, holes, size: tuple[int, int]) -> jax.Array:
+    """Runs a method at ``size`` and pastes its output, resized back, into the hole.
+
+    ``ZoomInpainter(work_size=N)`` runs this way, and so does the evaluation's ``training_size`` mode
+    (as the ZTI paper ran HiFill; REFERENCE.md 10.1). Both resizes are TF bicubic with antialias, the
+    hole is resized by ``resize_hole``; the known pixels come out exact.
+
+    Args:
+      run: ``run(small_images, small_holes) -> [B, h, w, 3]`` float outputs.
+      images: [B, H, W, 3] float in [0, 1]; holes: [B, H, W, 1] binary (1 = hole).
+      size: (h, w) to run at.
+    Returns:
+      [B, H, W, 3] float in [0, 1].
+    """
+    small = jnp.clip(resize_bicubic_tf(jnp.asarray(images), size, antialias=True), 0.0, 1.0)
+    out = run(small, resize_hole(jnp.asarray(holes), size))
+    out = resize_bicubic_tf(jnp.asarray(out), images.shape[1:3], antialias=True)
+    return jnp.clip(out * holes + images * (1.0 - holes), 0.0, 1.0)
 
 
 def reference_test(model, variables, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -108,10 +138,6 @@ def reference_test(model, variables, image: np.ndarray, mask: np.ndarray) -> np.
     return np.asarray(zoom_forward(model, variables, image, mask)["final"][0])
 
 
-class MemoryBudgetError(ValueError):
-    """The image is too large for the memory budget."""
-
-
 def estimate_zoom_gb(height: int, width: int, sr_scale: int = 2) -> float:
     """Peak host memory (GB) of ``zoom_forward`` on CPU for a padded H x W input.
 
@@ -125,9 +151,11 @@ def estimate_zoom_gb(height: int, width: int, sr_scale: int = 2) -> float:
 class ZoomInpainter:
     """Zoom-to-Inpaint on images of any size (at their own resolution; see the module docstring).
 
-    Call with a uint8 RGB image and a uint8 mask (255 = hole), like ``TwoStageInpainter``.
-    ``dtype``: computation dtype of the networks, 'float32' or 'bfloat16' (the model given is rebuilt
-    with it; parameters stay float32); None (default) keeps the model's own (float32 when loaded).
+    Call with a uint8 RGB image and a bool hole (True = hole), like ``TwoStageInpainter``
+    (``pipelines/inputs.py``). ``dtype``: computation dtype of the networks, 'float32' or 'bfloat16'
+    (the model given is rebuilt with it; parameters stay float32); None (default) keeps the model's
+    own (float32 when loaded). ``zoom``: the model's zoom stage, 'sr' (as published), 'bicubic' or
+    'none' (the paper's ablations, ``ZoomToInpaint.zoom``); None keeps the model's own.
     """
 
     def __init__(
@@ -137,15 +165,27 @@ class ZoomInpainter:
         memory_budget_gb: float | None = None,
         work_size: int | None = None,
         dtype: str | None = None,
+        zoom: str | None = None,
     ):
         if work_size is not None and work_size < 16:
             raise ValueError(f"work_size must be >= 16 (or None: native), got {work_size}")
+        if zoom is not None and zoom not in ZOOM_OPTIONS:
+            raise ValueError(f"zoom must be one of {', '.join(ZOOM_OPTIONS)}, got {zoom!r}")
         self.dtype = dtype
-        self.model = model if dtype is None else model.clone(dtype=compute_dtype(dtype))
+        model = model if dtype is None else model.clone(dtype=compute_dtype(dtype))
+        self.model = model if zoom is None else model.clone(zoom=zoom)
         self.variables = variables
-        self.multiple = pad_multiple(model.sr_scale)
+        # Without the zoom the refinement runs at the input size, which needs multiples of 8.
+        self.scale = 1 if self.model.zoom == "none" else self.model.sr_scale
+        self.multiple = pad_multiple(self.scale)
         self.memory_budget_gb = memory_budget_gb
         self.work_size = work_size
+
+    def with_zoom(self, zoom: str) -> ZoomInpainter:
+        """The same networks and settings with another zoom stage (an ablation variant)."""
+        return ZoomInpainter(
+            self.model, self.variables, self.memory_budget_gb, self.work_size, zoom=zoom
+        )
 
     @classmethod
     def from_pretrained(
@@ -160,6 +200,7 @@ class ZoomInpainter:
         (None, i.e. native resolution, when there is none), 0 or None forces native. ``dtype``: as
         the constructor's."""
         from hrinpaint_jax.checkpoints import load_pretrained
+        from hrinpaint_jax.models.build import split_discriminator
 
         model, variables, meta = load_pretrained(directory, **model_overrides)
         if work_size == "auto":
@@ -167,66 +208,80 @@ class ZoomInpainter:
         work_size = int(work_size) if work_size else None
         if meta["model"] != "zoom":
             raise ValueError(f"{directory} holds {meta['model']} weights, expected zoom")
-        # Inference needs only the generators; drop the discriminator's arrays.
-        variables = {
-            col: {k: v for k, v in tree.items() if k != "discriminator"}
-            for col, tree in variables.items()
-            if col != "spectral"
-        }
+        variables, _ = split_discriminator(variables)  # inference needs only the generators
         return cls(model, variables, memory_budget_gb, work_size, dtype)
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         m = self.multiple
         return -(-height // m) * m, -(-width // m) * m
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, return_stages: bool = False):
+    def forward(self, images, holes) -> dict:
+        """``zoom_forward`` on a batch padded by edge replication to the networks' multiple.
+
+        Args:
+          images: [B, H, W, 3] float in [0, 1]; holes: [B, H, W, 1] float, 1 = hole (fractional
+            values behave as in the reference). NumPy, or device arrays (sharded over the batch).
+        Returns:
+          ``zoom_forward``'s dict at the padded size; ``fill`` crops its 'final'.
+        """
+        height, width = images.shape[1:3]
+        hp, wp = self.padded_size(height, width)
+        pad = ((0, 0), (0, hp - height), (0, wp - width), (0, 0))
+        images = jnp.pad(jnp.asarray(images, jnp.float32), pad, mode="edge")
+        holes = jnp.pad(jnp.asarray(holes, jnp.float32), pad, mode="edge")
+        return zoom_forward(self.model, self.variables, images, holes)
+
+    def fill(self, images, holes) -> jax.Array:
+        """[B, H, W, 3] float ``final`` (clipped, unquantised: what the papers' metrics use) for
+        [B, H, W, 3] float images and [B, H, W, 1] holes, at their own size."""
+        height, width = images.shape[1:3]
+        return self.forward(images, holes)["final"][:, :height, :width]
+
+    def __call__(self, image: np.ndarray, hole=None, return_stages: bool = False, *, soft_mask=None):
         """Inpaints one image.
 
         Args:
           image: [H, W, 3] uint8 RGB, any size.
-          mask: [H, W] uint8, 255 = hole (other values are fractional holes, as in the reference).
+          hole: [H, W] bool, True = hole (or numeric holding only 0 and 1).
           return_stages: also return the dict of ``zoom_forward`` outputs (padded size).
+          soft_mask: instead of ``hole``, the reference's uint8 mask file (255 = hole; other values
+            are fractional holes m/255, as in test.py; binarised at 128 when run at ``work_size``).
         Returns:
           [H, W, 3] uint8 RGB (``uint8(final * 255)``, truncated as the reference saves it).
         """
-        image, mask = np.asarray(image), np.asarray(mask)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
-        if mask.shape != image.shape[:2] or mask.dtype != np.uint8:
-            raise ValueError(f"mask must be uint8 {image.shape[:2]}, got {mask.dtype} {mask.shape}")
+        image = check_image(image)
+        mask = mask_u8(hole, soft_mask, image.shape[:2])
         height, width = image.shape[:2]
         if self.work_size is not None and max(height, width) > self.work_size:
-            return self._at_work_size(image, mask, return_stages)
+            return self._at_work_size(image, mask >= 128, return_stages)
         hp, wp = self.padded_size(height, width)
-        need = estimate_zoom_gb(hp, wp, self.model.sr_scale)
+        need = estimate_zoom_gb(hp, wp, self.scale)
         if self.memory_budget_gb is not None and need > self.memory_budget_gb:
             raise MemoryBudgetError(
                 f"Zoom-to-Inpaint on {width}x{height} needs about {need:.1f} GB (refinement at "
-                f"{self.model.sr_scale * wp}x{self.model.sr_scale * hp}), more than the "
+                f"{self.scale * wp}x{self.scale * hp}), more than the "
                 f"{self.memory_budget_gb:.1f} GB budget; use --method two_stage or a smaller image"
             )
-        pad = ((0, hp - height), (0, wp - width))
-        image_f = np.pad(image, (*pad, (0, 0)), mode="edge").astype(np.float32) / 255.0
-        mask_f = np.pad(mask, pad, mode="edge").astype(np.float32)[..., None] / 255.0
-        stages = zoom_forward(self.model, self.variables, image_f[None], mask_f[None])
-        result = to_uint8_truncate(stages["final"][0, :height, :width])
+        stages = self.forward(from_uint8(image)[None], from_uint8(mask)[None, ..., None])
+        # QUIRK (test.py, step 5): the PNG is uint8(final * 255), truncated.
+        result = to_uint8(np.asarray(stages["final"][0, :height, :width]), rounding="truncate")
         return (result, stages) if return_stages else result
 
-    def _at_work_size(self, image: np.ndarray, mask: np.ndarray, return_stages: bool):
+    def _at_work_size(self, image: np.ndarray, hole: np.ndarray, return_stages: bool):
         """Runs at ``work_size`` (longer side) and pastes the fill, resized back, into the hole."""
         height, width = image.shape[:2]
         scale = self.work_size / max(height, width)
         size = (max(16, round(height * scale)), max(16, round(width * scale)))
-        small_image = resize_bicubic_tf(jnp.asarray(image, jnp.float32)[None] / 255.0, size,
-                                        antialias=True)  # fmt: skip
-        small_image = np.asarray(jnp.clip(small_image[0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        hole = jnp.where(jnp.asarray(mask)[None, ..., None] >= 128, 1.0, 0.0)
-        small_hole = shrink_hole(hole, size)  # the evaluation's training-size rule too
-        small_mask = np.where(np.asarray(small_hole[0, ..., 0]) > 0.5, 255, 0).astype(np.uint8)
-        native = ZoomInpainter(self.model, self.variables, self.memory_budget_gb, dtype=self.dtype)
-        small_out, stages = native(small_image, small_mask, return_stages=True)
-        fill = resize_bicubic_tf(jnp.asarray(small_out, jnp.float32)[None] / 255.0,
-                                 (height, width), antialias=True)  # fmt: skip
-        fill = np.asarray(jnp.clip(fill[0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        result = np.where(mask[..., None] >= 128, fill, image)
-        return (result, stages) if return_stages else result
+        native = ZoomInpainter(self.model, self.variables, self.memory_budget_gb)
+        stages = {}
+
+        def run(small_image, small_hole):
+            out, stages["native"] = native(
+                to_uint8(np.asarray(small_image[0])), np.asarray(small_hole[0, ..., 0]) > 0.5, True
+            )
+            return from_uint8(out)[None]
+
+        holes = hole[None, ..., None].astype(np.float32)
+        filled = resize_run_paste(run, from_uint8(image)[None], holes, size)
+        result = np.where(hole[..., None], to_uint8(np.asarray(filled[0])), image)
+        return (result, stages["native"]) if return_stages else result

@@ -109,6 +109,14 @@ class HRInpaint(Gimp.PlugIn):
         procedure.add_int_argument(
             "dilate", "_Dilation (px)", "Grow the region to fill by this many pixels", 0, 1024, 0, RW
         )
+        procedure.add_boolean_argument(
+            "whole-image",
+            "_Whole image (no context crop)",
+            "Run the network on the whole image, as in the papers; by default it runs on a crop "
+            "around each group of holes (sharper fills for small holes in big photos)",
+            False,
+            RW,
+        )
         return procedure
 
     def run(self, procedure, run_mode, image, drawables, config, data):
@@ -131,6 +139,7 @@ class HRInpaint(Gimp.PlugIn):
                     "threshold-note",
                     "threshold",
                     "dilate",
+                    "whole-image",
                 ]
             )
             dialog.set_sensitive_if_in(

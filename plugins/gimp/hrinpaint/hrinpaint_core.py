@@ -116,6 +116,8 @@ class Request:
       invert: black = hole (the GIMP-ML convention for mask layers) instead of white / selected.
       threshold: 1..255; a pixel whose mask value is >= threshold is filled.
       dilate: grow the hole by this many pixels before filling.
+      whole_image: run the network on the whole image instead of on a context crop around each
+        group of holes (the CLI's ``--whole-image``).
     """
 
     method: str = "two-stage"
@@ -125,6 +127,7 @@ class Request:
     invert: bool = False
     threshold: int = 128
     dilate: int = 0
+    whole_image: bool = False
 
 
 def request_from_config(config) -> Request:
@@ -139,6 +142,7 @@ def request_from_config(config) -> Request:
         invert=bool(get("invert-mask")),
         threshold=int(get("threshold")),
         dilate=int(get("dilate")),
+        whole_image=bool(get("whole-image")),
     )
 
 
@@ -258,7 +262,14 @@ def remove_stale_temp_dirs(temp_root: str | None = None) -> list[str]:
 
 
 def build_command(
-    python: str, image: str, mask: str, output: str, method: str, weights: str, dilate: int
+    python: str,
+    image: str,
+    mask: str,
+    output: str,
+    method: str,
+    weights: str,
+    dilate: int,
+    whole_image: bool = False,
 ) -> list[str]:
     """The ``hrinpaint inpaint`` call, run as a module of the project's interpreter.
 
@@ -283,7 +294,7 @@ def build_command(
         "white",
         "--dilate",
         str(dilate),
-    ]
+    ] + (["--whole-image"] if whole_image else [])
 
 
 def subprocess_env(environ=os.environ) -> dict[str, str]:
@@ -538,7 +549,14 @@ def run(
                     progress.text(f"HR Inpaint: {line.strip()[:100]}")
 
             command = build_command(
-                python, image_path, mask_path, output_path, request.method, weights, request.dilate
+                python,
+                image_path,
+                mask_path,
+                output_path,
+                request.method,
+                weights,
+                request.dilate,
+                whole_image=request.whole_image,
             )
             run_subprocess(command, subprocess_env(environ), on_line, progress.pulse)
             if not os.path.isfile(output_path):

@@ -18,7 +18,7 @@ import numpy as np
 
 
 def convert_weights(out_dir: str) -> None:
-    from hrinpaint_jax.demo import convert_fixture_weights
+    from hrinpaint_jax.commands.demo import convert_fixture_weights
     from hrinpaint_jax.fixtures import find_fixtures
 
     convert_fixture_weights(Path(out_dir), find_fixtures(), log=lambda m: None)
@@ -86,7 +86,7 @@ def readme_images(shots: str, out: str) -> None:
     import cv2
     from PIL import Image
 
-    from hrinpaint_jax.demo import load_sample
+    from hrinpaint_jax.commands.demo import load_sample
 
     shots, out = Path(shots), Path(out)
     for src, dst in SHOTS.items():

@@ -16,8 +16,10 @@ gives many different crops. Every file is written atomically; a rerun skips file
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -38,6 +40,26 @@ HOLDOUT = (
     "enlightenment__Sunset-Clouds.jpg",
 )
 SCALES = {"small": (512, 768), "large": (1024, 1536)}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "prepare-photos",
+        help="split photos into a held-out set and downscaled training folders (configs/ours.py)",
+    )
+    p.add_argument("source", help="folder of photos, e.g. from get_train_photos.sh")
+    p.add_argument("out", help="output folder, e.g. data/photos (reruns skip existing files)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    def show(done, total, name):
+        print(f"\r[{done}/{total}] {name:<48}", end="", file=sys.stderr, flush=True)
+
+    counts = prepare_photos(args.source, args.out, progress=show)
+    print(file=sys.stderr)
+    print(", ".join(f"{k}: {v} files" for k, v in counts.items()))
+    return 0
 
 
 def _resized(rgb: np.ndarray, short_side: int) -> np.ndarray:

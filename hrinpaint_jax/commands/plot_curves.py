@@ -5,16 +5,36 @@ over the updates (log scale, with an exponential moving average over the raw poi
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from hrinpaint_jax.commands.arguments import float_range
 from hrinpaint_jax.image_io import InputError, atomic_write
 
 # Logged scalars that are not losses.
 NOT_LOSSES = ("steps_per_sec", "eta_seconds", "uptime", "lr", "lr_d", "lr_g")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("plot-curves", help="plot the loss curves of train.py workdirs to a PNG")
+    p.add_argument("workdirs", nargs="+", help="train.py --workdir folders (one panel each)")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument(
+        "--smoothing", type=float_range(0, 1), default=0.6, help="EMA weight, 0..1 (default 0.6)"
+    )
+    p.add_argument("--csv", default=None, help="also write every logged scalar to this CSV")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(plot_curves(args.workdirs, args.out, smoothing=args.smoothing))
+    if args.csv:
+        print(write_csv(args.workdirs, args.csv))
+    return 0
 
 
 def read_scalars(workdir: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -10,6 +10,7 @@ weights folder (tests use it).
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import time
@@ -18,8 +19,56 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
+from hrinpaint_jax.image_io import InputError
+
+SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples"
 DEMO_PHOTOS = ("coffee.png", "astronaut.png")
+METHODS = ("two_stage", "zoom")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="run both networks on a bundled photo")
+    p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="timed calls per photo and method; the first compiles (default 2)",
+    )
+    p.add_argument(
+        "--trained",
+        default=None,
+        metavar="WORKDIR",
+        help="first inpaint the held-out photo with the model trained there by "
+        "train.py --config configs/demo.py (make demo does)",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="weights folder with dfnet/, shift_refine/ and zoom/ (default $HRINPAINT_WEIGHTS, "
+        "else the bundled weights)",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hrinpaint_jax.pipelines.load import resolve_weights
+
+    # Every cheap check first: a refused run writes nothing (not even the output folder).
+    _check_out_dir(args.out)
+    for method in METHODS:
+        resolve_weights(args.weights, method)
+    if args.trained:
+        run_trained_demo(args.trained, args.out)
+    run_demo(args.out, args.weights, repeats=args.repeats)
+    return 0
+
+
+def _check_out_dir(out_dir: str | os.PathLike) -> Path:
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} exists and is not a folder")
+    return out_dir
 
 
 def load_sample(name: str = "astronaut.png", folder: Path = SAMPLES) -> np.ndarray:
@@ -67,16 +116,15 @@ def run_demo(
     returns the path of the before / mask / two-stage / zoom strip."""
     from PIL import Image
 
-    from hrinpaint_jax.inpaint import MaskOptions, inpaint_file
+    from hrinpaint_jax.commands.inpaint import MaskOptions, inpaint_file
     from hrinpaint_jax.masks import centre_square_mask
     from hrinpaint_jax.pipelines.load import load_inpainter, resolve_weights
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    methods = ("two_stage", "zoom")
-    folders = {m: resolve_weights(weights, m) for m in methods}
+    out_dir = _check_out_dir(out_dir)
+    folders = {m: resolve_weights(weights, m) for m in METHODS}
     log(f"== weights: {folders['two_stage']}")
-    inpainters = {m: load_inpainter(str(folders[m]), method=m) for m in methods}
+    inpainters = {m: load_inpainter(str(folders[m]), method=m) for m in METHODS}
+    out_dir.mkdir(parents=True, exist_ok=True)  # only now that there is something to write
 
     rows, strips = [], []
     for name in photos:
@@ -137,12 +185,15 @@ def run_trained_demo(
     Returns the strip's path."""
     from PIL import Image
 
-    from hrinpaint_jax.inpaint import MaskOptions, inpaint_file
+    from hrinpaint_jax.commands.inpaint import MaskOptions, inpaint_file
+    from hrinpaint_jax.export import export_weights
     from hrinpaint_jax.masks import centre_square_mask
     from hrinpaint_jax.pipelines.load import load_inpainter
-    from hrinpaint_jax.train_lib import export_weights
+    from hrinpaint_jax.train_checkpoints import is_workdir
 
-    workdir, out_dir = Path(workdir), Path(out_dir)
+    workdir, out_dir = Path(workdir), _check_out_dir(out_dir)
+    if not is_workdir(workdir):
+        raise InputError(f"{workdir} is not a train.py workdir (no checkpoints/ inside)")
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / "weights_trained"
     weights.mkdir(exist_ok=True)

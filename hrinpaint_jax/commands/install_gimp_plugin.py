@@ -9,6 +9,7 @@ otherwise) and the default weights folder of its dialog.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -22,12 +23,45 @@ from pathlib import Path
 from hrinpaint_jax.image_io import InputError
 
 PLUGIN_NAME = "hrinpaint"
-PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "gimp" / PLUGIN_NAME
+PLUGIN_SOURCE = Path(__file__).resolve().parents[2] / "plugins" / "gimp" / PLUGIN_NAME
 # The plug-in's files: the executable GIMP starts, and its GIMP-free logic.
 PLUGIN_FILES = (f"{PLUGIN_NAME}.py", f"{PLUGIN_NAME}_core.py")
 # Kept in step with hrinpaint_core.SETTINGS_FILE (the plug-in does not import this package).
 SETTINGS_FILE = "hrinpaint-settings.json"
 GIMP_DIR_ENV = "GIMP3_DIRECTORY"
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "install-gimp-plugin",
+        help="install the GIMP 3 plug-in (Filters > Enhance > HR Inpaint...) into a GIMP profile",
+    )
+    p.add_argument(
+        "--gimp-dir",
+        default=None,
+        help="GIMP 3 profile folder (default $GIMP3_DIRECTORY, else e.g. ~/.config/GIMP/3.0)",
+    )
+    p.add_argument(
+        "--python",
+        default=None,
+        help="the project's Python the plug-in runs (default: the one running this command)",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="default weights folder of the dialog (default $HRINPAINT_WEIGHTS)",
+    )
+    p.add_argument(
+        "--link",
+        action="store_true",
+        help="symlink the plug-in files to this checkout instead of copying",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    install_plugin(args.gimp_dir, args.python, args.weights, link=args.link)
+    return 0
 
 
 def gimp_profile_dir(environ=os.environ, platform: str = sys.platform, home: Path | None = None) -> Path:
