@@ -64,7 +64,7 @@ def score(pred: np.ndarray, target: np.ndarray, hole: np.ndarray, lpips_params) 
     from hrinpaint_jax.pipelines.crop import crop_boxes
 
     x, y = from_uint8(pred)[None], from_uint8(target)[None]
-    psnr = float(metrics.hole_psnr(x, y, hole[None]))
+    psnr = float(metrics.hole_psnr(x, y, hole[None])[0])
     total, weight = 0.0, 0
     for y0, y1, x0, x1 in crop_boxes(hole, context=2.0, min_side=256):
         window = hole[y0:y1, x0:x1]

@@ -429,3 +429,39 @@ def test_tiling_warning_is_printed_once(weights, tmp_path):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert err.count("refining in") == 1 and "warning: the refinement at" in err, err
+
+
+def test_a_second_run_reuses_the_compiled_pipeline(weights, tmp_path, monkeypatch):
+    """Issue 21: the pipeline's executables (not only small helpers) land in the persistent cache
+    on the first run, and the second run of the same size finds them: nothing is compiled again."""
+    cache = tmp_path / "xla"
+    monkeypatch.setenv("HRINPAINT_COMPILE_CACHE", str(cache))
+    save(tmp_path / "in.png", photo())
+    save(tmp_path / "m.png", square_mask())
+
+    def once(name):
+        proc = cli_process("inpaint", "--image", tmp_path / "in.png", "--mask", tmp_path / "m.png",
+                           "--output", tmp_path / name, "--weights", weights)  # fmt: skip
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        return {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+
+    first = once("a.png")
+    assert any(name.startswith("jit_two_stage_forward-") for name in first), sorted(first)
+    assert once("b.png") == first  # every executable found, none rewritten
+    monkeypatch.setenv("HRINPAINT_COMPILE_CACHE", "0")
+    assert once("c.png") == first  # off: nothing written
+
+
+def test_jpeg_output_warns_and_animated_input_is_noted(weights, tmp_path, capsys):
+    """Issue 21: a JPEG output re-encodes the known pixels (warned), an animated input loses its
+    later frames (noted); both still run."""
+    frames = [Image.fromarray(photo(seed=s)) for s in (0, 1)]
+    frames[0].save(tmp_path / "in.gif", save_all=True, append_images=frames[1:])
+    save(tmp_path / "m.png", square_mask())
+    assert run(weights, tmp_path / "in.gif", tmp_path / "m.png", tmp_path / "o.png") == 0
+    err = capsys.readouterr().err
+    assert "warning: in.gif has 2 frames; only the first is inpainted and written" in err
+    assert "lossy" not in err
+    assert run(weights, tmp_path / "in.gif", tmp_path / "m.png", tmp_path / "o.jpg") == 0
+    assert "warning: .jpg is lossy: JPEG re-encoding changes known pixels too" in capsys.readouterr().err
