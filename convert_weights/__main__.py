@@ -13,7 +13,7 @@ import argparse
 import sys
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m convert_weights",
         description=__doc__.strip(),
@@ -41,7 +41,11 @@ def parse_args(argv=None):
         action="store_true",
         help="load the result and run it on a fixed input (512x512; 256x256 for zoom); print statistics",
     )
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:

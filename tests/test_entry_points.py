@@ -161,3 +161,20 @@ def test_bundled_weights_are_the_default(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(inpaint, "DEFAULT_WEIGHTS", tmp_path / "none")
     assert cli_main(argv[:-2] + ["--overwrite"]) == 2
     assert "no weights: pass --weights DIR" in capsys.readouterr().err
+
+
+def test_weights_may_name_a_model_folder_itself(converted, converted_zoom, tmp_path):
+    """Issue 21: ``--weights`` accepts the parent folder and also a converted model folder itself
+    (``convert_weights --output weights/zoom``), under any name for a one-network method."""
+    from hrinpaint_jax.image_io import InputError
+    from hrinpaint_jax.pipelines.load import resolve_weights
+
+    parent = converted["dfnet"].parent
+    assert resolve_weights(str(parent), "two_stage") == parent
+    assert resolve_weights(str(converted["dfnet"]), "two_stage") == parent  # its sibling is there
+    renamed = tmp_path / "my_zoom_run"
+    renamed.symlink_to(converted_zoom, target_is_directory=True)
+    view = resolve_weights(str(renamed), "zoom")
+    assert (view / "zoom").resolve() == converted_zoom.resolve()
+    with pytest.raises(InputError, match="lacks zoom"):
+        resolve_weights(str(converted["dfnet"]), "zoom")  # a DFNet folder is not a zoom model
