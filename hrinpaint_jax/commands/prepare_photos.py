@@ -1,7 +1,9 @@
 """Training photos -> a training source and a held-out validation set (``hrinpaint prepare-photos``).
 
-The 59 photographs of ``../shared/data/train_photos/get_train_photos.sh`` (CC0 / BSD / GPL, see its
-``manifest.tsv``) are 0.3 to 10 megapixels. ``prepare_photos`` turns them into
+The photographs of ``make photos`` (``tools/debian_photos/get_debian_photos.py``: 192 freely
+licensed photos from Debian packages, licence and sha256 per file in ``data/photos_manifest.tsv``;
+the first 59 are those the bundled models were trained on) are 0.3 to 10 megapixels.
+``prepare_photos`` turns them into
 
     OUT/holdout/NAME.png        the HOLDOUT photos at full resolution (never trained on)
     OUT/small/NAME@512.png      every other photo, shorter side 512 and 768 (Lanczos): the scale the
