@@ -8,29 +8,14 @@ import math
 from collections.abc import Callable
 
 
-def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An integer in ``low..high`` (``high`` None: no upper bound)."""
-    want = f"in {low}..{high}" if high is not None else f">= {low}"
+def _number_range(convert, low, high) -> Callable[[str], float]:
+    """``convert(text)``, finite and in ``low..high`` (``high`` None: no upper bound)."""
+    show = str if convert is int else (lambda v: format(v, "g"))
+    want = f"in {show(low)}..{show(high)}" if high is not None else f">= {show(low)}"
 
-    def parse(text: str) -> int:
+    def parse(text: str):
         try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be {want}, got {text}")
-        return value
-
-    return parse
-
-
-def float_range(low: float, high: float | None = None) -> Callable[[str], float]:
-    """A finite number in ``[low, high]`` (``high`` None: no upper bound)."""
-    want = f"in {low:g}..{high:g}" if high is not None else f">= {low:g}"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
+            value = convert(text)
         except ValueError:
             value = None
         bad = value is None or not math.isfinite(value) or value < low
@@ -39,3 +24,13 @@ def float_range(low: float, high: float | None = None) -> Callable[[str], float]
         return value
 
     return parse
+
+
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An integer in ``low..high`` (``high`` None: no upper bound)."""
+    return _number_range(int, low, high)
+
+
+def float_range(low: float, high: float | None = None) -> Callable[[str], float]:
+    """A finite number in ``[low, high]`` (``high`` None: no upper bound)."""
+    return _number_range(float, low, high)

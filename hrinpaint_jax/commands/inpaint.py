@@ -34,9 +34,10 @@ from hrinpaint_jax.pipelines.crop import CropInpainter
 from hrinpaint_jax.pipelines.load import default_memory_budget_gb, load_inpainter
 
 # Context-crop defaults, chosen from benchmarks/crop_mode.py (docs/pipelines.md): the crop side is
-# CROP_CONTEXT x the hole group's extent and at least the method's working size.
+# CROP_CONTEXT x the hole group's extent and at least CROP_MIN_SIDE (DFNet's 512; twice the bundled
+# Zoom-to-Inpaint work size).
 CROP_CONTEXT = 4.0
-CROP_MIN_SIDE = {"two_stage": 512, "zoom": 512}
+CROP_MIN_SIDE = 512
 
 
 def tile_size(text: str) -> int:
@@ -290,18 +291,16 @@ def _only_mask(image: Path, masks: list[Path], mask_dir: Path) -> Path:
     return masks[0]
 
 
-def _load(weights, faithful, hole_local, tile_size, budget, method, zoom_size, dtype, crop_context):
-    """The method's pipeline, wrapped for context crops unless ``crop_context`` is None; compiled
-    executables are kept between runs (``runtime.enable_compile_cache``)."""
+def _load(crop_context: float | None, *load_args):
+    """``load_inpainter(*load_args)``, wrapped for context crops unless ``crop_context`` is None;
+    compiled executables are kept between runs (``runtime.enable_compile_cache``)."""
     from hrinpaint_jax.runtime import enable_compile_cache
 
     enable_compile_cache()
-    inpainter = load_inpainter(
-        weights, faithful, hole_local, tile_size, budget, method, zoom_size, dtype
-    )
+    inpainter = load_inpainter(*load_args)
     if crop_context is None:
         return inpainter
-    return CropInpainter(inpainter, context=crop_context, min_side=CROP_MIN_SIDE[method])
+    return CropInpainter(inpainter, context=crop_context, min_side=CROP_MIN_SIDE)
 
 
 def run_inpaint(
@@ -329,14 +328,14 @@ def run_inpaint(
     warn = _WarnOnce(log)
     image_p, mask_p, output_p = Path(image), Path(mask), Path(output)
     start = time.perf_counter()
+    load_args = (weights, faithful, hole_local, tile_size, memory_budget_gb, method, zoom_size, dtype)
 
     if not image_p.is_dir():
         # Single file: validate everything cheap before loading the networks.
         if mask_p.is_dir():
             raise InputError(f"--image is a file but --mask is a folder: {mask_p}")
         image, hole = prepare_pair(image_p, mask_p, output_p, mask_options, overwrite, warn)
-        inpainter = _load(weights, faithful, hole_local, tile_size, memory_budget_gb, method,
-                          zoom_size, dtype, crop_context)  # fmt: skip
+        inpainter = _load(crop_context, *load_args)
         status = fill_and_write(inpainter, image, hole, output_p, overwrite, warn)
         log(f"{output_p}: {status} ({time.perf_counter() - start:.1f} s)")
         return 0
@@ -348,8 +347,7 @@ def run_inpaint(
     pairs = list(_pairs(image_p, mask_p, output_p))
     if not pairs:
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {image_p}")
-    inpainter = _load(weights, faithful, hole_local, tile_size, memory_budget_gb, method, zoom_size,
-                      dtype, crop_context)  # fmt: skip
+    inpainter = _load(crop_context, *load_args)
     output_p.mkdir(parents=True, exist_ok=True)  # only once the run can write something
     from tqdm import tqdm
 

@@ -127,9 +127,3 @@ class CropInpainter:
             region = out[y0:y1, x0:x1]
             region[sub_hole] = fill[sub_hole]
         return out
-
-    def __getattr__(self, name):
-        # The wrapped pipeline's settings (tile_size, work_size, ...) stay readable through it.
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)

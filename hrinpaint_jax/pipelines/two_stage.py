@@ -307,8 +307,8 @@ class TwoStageInpainter:
             self.dfnet, self.dfnet_variables, jnp.asarray(image_pad), jnp.asarray(mask_pad),
             faithful=self.faithful,
         )  # fmt: skip
-        rows, cols = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
-        fill_box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+        top, left, box_h, box_w = hole_window(hole, margin=0, align=1)  # the hole's bounding box
+        fill_box = (top, top + box_h, left, left + box_w)
         if self.faithful:  # QUIRK (step 9): OpenCV's uint8 bilinear, only over the hole's box
             fill = np.asarray(resize_bilinear_cv2_u8(crop, hole.shape, window=fill_box))
         else:
