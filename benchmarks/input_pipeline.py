@@ -5,9 +5,13 @@ For each stage's data shape (from its config: crop, LR scale, batch, masks from
 Markdown table of examples/s at 1 worker thread and at N (``--workers``, default 1 and
 ``os.cpu_count()``), from the photos of ``--folder`` (default: the bundled samples; recursive).
 ``--profile`` adds the single-thread cost of each part of an example (decode, crop + float, mask,
-corner search), to see what would scale with more cores.
+corner search), to see what would scale with more cores. ``--cache-mb 0 1024`` measures each worker
+count without and with the decoded-image cache (``DataConfig.cache_mb``; the batches are the same).
+The ``gpu_*`` stages are the shapes of ``configs/gpu.py`` (phase e of the device run).
 
     python benchmarks/input_pipeline.py --folder /data/div2k/train --batches 5
+    python benchmarks/input_pipeline.py --folder .device/data/large --stages gpu_zoom_joint \
+        --cache-mb 0 1024
 """
 
 from __future__ import annotations
@@ -24,21 +28,31 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-# stage name -> config module
+# stage name -> (config module, get_config argument)
 STAGES = {
-    "dfnet": "dfnet",
-    "shift_refine": "shift_refine",
-    "zoom_pretrain_coarse": "zoom_pretrain_coarse",
-    "zoom_joint_small": "zoom_joint_small",
-    "zoom_joint_large": "zoom_joint_large",
+    "dfnet": ("dfnet", None),
+    "shift_refine": ("shift_refine", None),
+    "zoom_pretrain_coarse": ("zoom_pretrain_coarse", None),
+    "zoom_joint_small": ("zoom_joint_small", None),
+    "zoom_joint_large": ("zoom_joint_large", None),
+    "gpu_dfnet": ("gpu", "dfnet"),
+    "gpu_shift_refine": ("gpu", "shift_refine"),
+    "gpu_zoom_joint": ("gpu", "zoom_joint"),
 }
 
 
-def stage_stream(stage: str, folder: str, workers: int):
+def stage_config(stage: str):
+    module, arg = STAGES[stage]
+    get = importlib.import_module(f"configs.{module}").get_config
+    return get() if arg is None else get(arg)
+
+
+def stage_stream(stage: str, folder: str, workers: int, cache_mb: int):
     """(host batch iterator, DataConfig, masks kind) of ``stage`` reading ``folder``."""
     from hrinpaint_jax import input_pipeline, refinement_data, tasks
 
-    config = importlib.import_module(f"configs.{STAGES[stage]}").get_config()
+    config = stage_config(stage)
+    config.data.cache_mb = cache_mb
     sampler = tasks.mask_sampler(config.masks)
     layout = dict(num_devices=1, process_index=0, process_count=1)
     if config.task == "shift_refine":
@@ -51,9 +65,17 @@ def stage_stream(stage: str, folder: str, workers: int):
     return input_pipeline.host_batches(cfg, sampler, **layout), cfg, config.masks.kind
 
 
-def throughput(stage: str, folder: str, workers: int, batches: int) -> tuple[float, object, str]:
-    it, cfg, masks = stage_stream(stage, folder, workers)
-    next(it)  # warm-up: pool start, first look-ahead
+def throughput(
+    stage: str, folder: str, workers: int, batches: int, cache_mb: int
+) -> tuple[float, object, str]:
+    from hrinpaint_jax.input_pipeline import list_images
+
+    it, cfg, masks = stage_stream(stage, folder, workers, cache_mb)
+    # Warm-up: pool start, first look-ahead; with a cache, one pass over the folder to fill it
+    # (the steady state of a training run).
+    warm = -(-len(list_images(folder)) // cfg.global_batch_size) if cache_mb else 1
+    for _ in range(max(warm, 1)):
+        next(it)
     start = time.perf_counter()
     for _ in range(batches):
         next(it)
@@ -67,8 +89,9 @@ def profile(stage: str, folder: str, examples: int) -> dict[str, float]:
     from hrinpaint_jax import input_pipeline as ip
     from hrinpaint_jax import tasks
     from hrinpaint_jax.image_io import read_image
+    from hrinpaint_jax.refinement_data import valid_patch_corners
 
-    config = importlib.import_module(f"configs.{STAGES[stage]}").get_config()
+    config = stage_config(stage)
     cfg = tasks.data_config(config, source=f"folder:{folder}")
     if config.task == "shift_refine":
         cfg = dataclasses.replace(cfg, lr_scale=1)
@@ -87,7 +110,7 @@ def profile(stage: str, folder: str, examples: int) -> dict[str, float]:
         t3 = time.perf_counter()
         if config.task == "shift_refine":
             r = config.refine
-            ip.valid_patch_corners(mask, r.patch_size, r.hole_min, r.hole_max)
+            valid_patch_corners(mask, r.patch_size, r.hole_min, r.hole_max)
         t4 = time.perf_counter()
         for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             parts[key] += 1e3 * dt / examples
@@ -102,19 +125,23 @@ def main() -> None:
     p.add_argument("--stages", nargs="+", choices=list(STAGES), default=list(STAGES))
     p.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
     p.add_argument("--batches", type=int, default=3, help="timed batches per measurement")
+    p.add_argument("--cache-mb", type=int, nargs="+", default=[0], help="decoded-image cache(s), MiB")
     p.add_argument("--profile", action="store_true", help="also time each part on one thread")
     args = p.parse_args()
 
     n_files = len(list_images(args.folder))
     print(f"{n_files} images in {args.folder}; {os.cpu_count()} CPUs; {args.batches} batches "
-          f"per measurement after 1 warm-up batch\n")  # fmt: skip
-    head = " | ".join(f"ex/s @{w}" for w in args.workers)
+          "per measurement after 1 warm-up batch (with a cache: a pass over the folder)\n")  # fmt: skip
+    cases = [(w, mb) for mb in args.cache_mb for w in args.workers]
+    head = " | ".join(
+        f"ex/s @{w}" + (f", cache {mb}" if len(args.cache_mb) > 1 else "") for w, mb in cases
+    )
     print(f"| stage | crop | LR scale | masks | batch | {head} |")
-    print("|---|---:|---:|---|---:|" + "---:|" * len(args.workers))
+    print("|---|---:|---:|---|---:|" + "---:|" * len(cases))
     for stage in args.stages:
         rates = []
-        for w in args.workers:
-            rate, cfg, masks = throughput(stage, args.folder, w, args.batches)
+        for w, mb in cases:
+            rate, cfg, masks = throughput(stage, args.folder, w, args.batches, mb)
             rates.append(f"{rate:.1f}")
         print(f"| {stage} | {cfg.crop_size} | {cfg.lr_scale} | {masks} | "
               f"{cfg.global_batch_size} | {' | '.join(rates)} |", flush=True)  # fmt: skip

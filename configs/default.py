@@ -49,6 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.shuffle_buffer = 256
     config.data.flip = True
     config.data.holdout = ("",)  # File names left out of folder sources (validation photos).
+    config.data.cache_mb = 1024  # Decoded folder images kept in memory, MiB per process (0: none).
 
     # Hole masks: 'none', 'irregular' (seed-000) or ZTI strokes ('small', 'large', 'progressive',
     # 'ramp'; hrinpaint_jax.masks.MaskSchedule).

@@ -13,12 +13,17 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from hrinpaint_jax import parallel
+from hrinpaint_jax import parallel, training_record
 from hrinpaint_jax.checkpoints import check_output_dir, save_pretrained
 from hrinpaint_jax.models import merge_discriminator, model_kwargs
 from hrinpaint_jax.precise_bn import population_statistics
 from hrinpaint_jax.tasks import get_task
-from hrinpaint_jax.train_checkpoints import latest_state_tree, stage_model, states_tree
+from hrinpaint_jax.train_checkpoints import (
+    checkpoint_legs,
+    latest_state_tree,
+    stage_model,
+    states_tree,
+)
 
 STORAGE_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -64,6 +69,9 @@ def export_weights(
     }
     if precise_bn:
         meta["precise_bn_images"] = int(precise_bn)
+    legs = checkpoint_legs(workdir)
+    if legs:  # what the weights were trained with, inherited legs included (training_record)
+        meta["training"] = training_record.metadata(legs)
     if work_size:
         if name != "zoom":
             raise ValueError(f"a work size is for Zoom-to-Inpaint weights, not {name}")

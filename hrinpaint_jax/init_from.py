@@ -13,9 +13,10 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from hrinpaint_jax.checkpoints import load_pretrained
+from hrinpaint_jax import training_record
+from hrinpaint_jax.checkpoints import load_pretrained, read_metadata
 from hrinpaint_jax.models import split_discriminator
-from hrinpaint_jax.train_checkpoints import InitError, is_workdir, latest_state_tree
+from hrinpaint_jax.train_checkpoints import InitError, checkpoint_legs, is_workdir, latest_state_tree
 
 logger = logging.getLogger(__name__)
 
@@ -109,3 +110,17 @@ def source_states(path: str) -> dict[str, dict]:
     params = dict(variables.pop("params"))
     out["g"] = {"params": params, "model_state": variables}
     return out
+
+
+def inherited_legs(spec: str) -> list[dict]:
+    """The training record of every ``config.init_from`` source, in the order given (see
+    ``training_record``): a fresh run started from trained weights keeps their history."""
+    groups = []
+    for entry in filter(None, (e.strip() for e in spec.split(","))):
+        path = entry.rpartition("=")[2]
+        groups.append(
+            checkpoint_legs(path)
+            if is_workdir(path)
+            else training_record.legs_of_metadata(read_metadata(path))
+        )
+    return training_record.merge(*groups)

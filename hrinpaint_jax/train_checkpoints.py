@@ -1,5 +1,6 @@
 """Training checkpoints: the orbax ``CheckpointManager`` of a training workdir (``WORKDIR/checkpoints``:
-the train states plus the config as JSON), and the trained networks read back from it.
+the train states, the config as JSON and the training record, ``training_record``), and the
+trained networks read back from it.
 
 A train state is stored as ``TrainState.to_tree()`` per state name ('g': the generator, 'd': the
 Zoom-to-Inpaint discriminator). ``load_weights`` rebuilds a stage's generator from the config saved
@@ -40,7 +41,7 @@ def checkpoint_manager(workdir: str | os.PathLike, config=None) -> ocp.Checkpoin
         enable_async_checkpointing=False,
     )
     path = os.path.abspath(os.path.join(os.fspath(workdir), CHECKPOINT_DIR))
-    return ocp.CheckpointManager(path, options=options, item_names=("state", "config"))
+    return ocp.CheckpointManager(path, options=options, item_names=("state", "config", "record"))
 
 
 def states_tree(states) -> dict[str, Any]:
@@ -48,17 +49,36 @@ def states_tree(states) -> dict[str, Any]:
     return {name: s.to_tree() for name, s in states.items()}
 
 
-def save_checkpoint(manager, step: int, states, config) -> None:
+def save_checkpoint(manager, step: int, states, config, legs: list | None = None) -> None:
+    """Saves the states, the config and (if given) the training legs up to ``step``."""
     tree = jax.device_get(states_tree(states))
-    manager.save(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(tree),
-            config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
-        ),
-        force=True,
-    )
+    items = {
+        "state": ocp.args.StandardSave(tree),
+        "config": ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
+    }
+    if legs is not None:
+        items["record"] = ocp.args.JsonSave({"legs": legs})
+    manager.save(step, args=ocp.args.Composite(**items), force=True)
     manager.wait_until_finished()
+
+
+def restore_legs(manager, step: int) -> list[dict]:
+    """The training legs stored with checkpoint ``step``; [] for checkpoints written before the
+    record existed."""
+    if not (Path(manager.directory) / str(step) / "record").is_dir():
+        return []
+    restored = manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))
+    return [dict(leg) for leg in restored.record.get("legs", [])]
+
+
+def checkpoint_legs(workdir: str | os.PathLike) -> list[dict]:
+    """The training legs of the latest checkpoint of a training workdir."""
+    manager = checkpoint_manager(workdir)
+    try:
+        step = manager.latest_step()
+        return [] if step is None else restore_legs(manager, step)
+    finally:
+        manager.close()
 
 
 def restore_checkpoint(manager, step: int, states):

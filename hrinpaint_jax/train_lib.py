@@ -28,9 +28,9 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from hrinpaint_jax import parallel
+from hrinpaint_jax import parallel, training_record
 from hrinpaint_jax.image_io import save_png
-from hrinpaint_jax.init_from import initialise_from
+from hrinpaint_jax.init_from import inherited_legs, initialise_from
 from hrinpaint_jax.layers import compute_dtype
 from hrinpaint_jax.masks import MaskSchedule
 from hrinpaint_jax.metric_writers import MetricWriter, ReportProgress
@@ -39,6 +39,7 @@ from hrinpaint_jax.train_checkpoints import (
     checkpoint_manager,
     is_workdir,
     restore_checkpoint,
+    restore_legs,
     save_checkpoint,
 )
 
@@ -83,6 +84,7 @@ def check_config(config, num_devices: int | None = None) -> None:
     positive("data.global_batch_size", batch)
     positive("data.lr_scale", d.lr_scale)
     positive("data.crop_size", d.crop_size)
+    positive("data.cache_mb", d.get("cache_mb", 0), minimum=0)
     if d.crop_size % d.lr_scale:
         raise ConfigError(
             f"config.data.crop_size must be a multiple of config.data.lr_scale ({d.lr_scale}), "
@@ -191,11 +193,13 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     start = manager.latest_step() if manager is not None else None
     if start is not None:
         states = restore_checkpoint(manager, start, states)
+        legs = restore_legs(manager, start)
         logger.info("resumed from step %d in %s", start, workdir)
     else:
-        start = 0
+        start, legs = 0, []
         if config.init_from:
             states = initialise_from(states, config.init_from, config.init_from_optimizer)
+            legs = inherited_legs(config.init_from)
     primary = jax.process_index() == 0
     if manager is None:
         if primary:
@@ -203,7 +207,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
         manager = checkpoint_manager(workdir, config)
     writer = MetricWriter(workdir, primary=primary)
     try:
-        return _train_loop(config, workdir, task, states, frozen, start, manager, writer)
+        return _train_loop(config, workdir, task, states, frozen, start, manager, writer, legs)
     finally:
         writer.close()
         manager.close()
@@ -218,8 +222,10 @@ def _train_loop(
     start: int,
     manager,
     writer,
+    legs: list[dict],
 ) -> dict[str, float]:
     primary = jax.process_index() == 0
+    clock = training_record.LegClock(config, workdir, start)  # this run's leg of the record
     if start == 0:
         writer.write_hparams(_flat_config(config))
     total = config.num_train_steps
@@ -255,7 +261,8 @@ def _train_loop(
                     os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
                     save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), grid)
             if due_save or due_stop:
-                save_checkpoint(manager, step, parallel.unreplicate(r_states), config)
+                record = [*legs, clock.leg(step)]
+                save_checkpoint(manager, step, parallel.unreplicate(r_states), config, record)
             if due_stop:
                 logger.warning("stopped at step %d on SIGTERM", step)
                 break

@@ -68,6 +68,12 @@ def test_info_prints_metadata(converted, capsys):
     assert meta["model"] == "dfnet" and meta["source"] == "dfnet_random.pth"
     assert cli_main(["info", str(converted["dfnet"] / "nope")]) == 2
     assert "weights directory not found" in capsys.readouterr().err
+    # --training: the totals of the training record; converted weights have none
+    assert cli_main(["info", str(converted["dfnet"]), "--training"]) == 1
+    assert "has no training record" in capsys.readouterr().err
+    assert cli_main(["info", os.path.join(REPO, "hrinpaint_jax/assets/weights/zoom"), "--training"]) == 0
+    out = capsys.readouterr().out
+    assert "| zoom_pretrain_coarse | 2,000 | 0 |" in out and "| zoom_joint | 732 | 602 |" in out
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):

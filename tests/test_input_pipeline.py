@@ -99,6 +99,41 @@ def test_deterministic_whatever_the_worker_count(folder):
     assert not np.array_equal(runs[0][0]["image_hr"], other["image_hr"])
 
 
+def test_decoded_image_cache_keeps_the_batches_and_its_budget(folder, monkeypatch):
+    """``cache_mb``: the same batches with no cache, a cache smaller than the folder and one that
+    holds it all; a budget is never passed, cached images are read-only and not decoded again."""
+    from hrinpaint_jax import input_pipeline as ip
+
+    cfg = DataConfig(source=f"folder:{folder}", crop_size=48, global_batch_size=4, workers=2)
+    runs = [take(dataclasses.replace(cfg, cache_mb=mb), 5, mask_sampler=speckle_masks) for mb in (0, 1)]
+    for a, b in zip(*runs, strict=True):
+        assert_same(a, b)
+
+    files = [f for f in ip._folder_files(cfg) if "truncated" not in f]  # the six good photos
+    budget = 64 * 100 * 3  # holds the 64x64 photo (12 KiB) and the 40x70 one, not the larger ones
+    stream = ip._FileStream(files, seed=0, cache_bytes=budget)
+    import hrinpaint_jax.image_io as image_io
+
+    decodes, original = [], image_io.read_image
+
+    def counting(path):  # _FileStream.load imports read_image at call time, so it sees this
+        decodes.append(path)
+        return original(path)
+
+    monkeypatch.setattr(image_io, "read_image", counting)
+    perm = np.arange(len(files))
+    first_pass = [stream.load(perm, i) for i in range(len(files))]
+    assert len(decodes) == len(files)
+    assert 0 < len(stream._cache) < len(files)
+    assert sum(a.nbytes for a in stream._cache.values()) <= budget
+    assert all(not a.flags.writeable for a in stream._cache.values())
+    decodes.clear()
+    second = [stream.load(perm, i) for i in range(len(files))]
+    assert len(decodes) == len(files) - len(stream._cache)  # only the uncached ones again
+    for a, b in zip(first_pass, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_resume_equals_the_uninterrupted_stream(folder):
     """``start_step`` continues the exact stream (images, crops, flips, masks), across epochs."""
     cfg = DataConfig(source=f"folder:{folder}", crop_size=32, global_batch_size=4, workers=2)

@@ -66,3 +66,29 @@ def test_documented_evaluation_method_lists_name_known_methods():
             assert not unknown, f"{path.name}: --config.methods={value} names unknown {unknown}"
             found += 1
     assert found >= 2, found
+
+
+def test_readme_training_totals_match_the_bundled_weights():
+    """The README's table of how long each bundled network trained is the totals of the training
+    record in its metadata (a shipped GPU run must update both)."""
+    from hrinpaint_jax.checkpoints import read_metadata
+
+    text = (ROOT / "README.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0] in ("`dfnet`", "`shift_refine`", "`zoom`"):
+            rows[cells[0].strip("`")] = cells[1:]
+    assert set(rows) == {"dfnet", "shift_refine", "zoom"}, rows
+    for name, cells in rows.items():
+        t = read_metadata(ROOT / "hrinpaint_jax" / "assets" / "weights" / name)["training"]["totals"][
+            "all"
+        ]
+        expected = [
+            f"{t['updates']:,}",
+            f"{t['accelerator_updates']:,}",
+            f"{t['seconds'] / 3600:.2f}",
+            f"{t['accelerator_seconds'] / 60:.1f}",
+            ", ".join(t["devices"]),
+        ]
+        assert cells == expected, (name, cells, expected)

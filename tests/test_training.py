@@ -19,7 +19,7 @@ from flax import traverse_util
 from configs import ours, tiny
 from hrinpaint_jax import losses, parallel, train_checkpoints, train_lib
 from hrinpaint_jax.export import export_weights
-from hrinpaint_jax.init_from import initialise_from
+from hrinpaint_jax.init_from import inherited_legs, initialise_from
 from hrinpaint_jax.tasks import TASKS
 from hrinpaint_jax.train_checkpoints import InitError
 
@@ -324,6 +324,16 @@ def test_kill_9_and_sigterm_then_resume_equal_an_uninterrupted_run(tmp_path):
     stopped_at = train_checkpoints.checkpoint_manager(work).latest_step()
     assert killed_at < stopped_at < 12
     train_lib.train_and_evaluate(tiny_config("zoom_pretrain_coarse", **RESUME_FLAGS), work)
+    # The training record: one leg per process, each from the checkpoint it resumed to the last one
+    # it saved (the killed run's steps after its checkpoint are not counted).
+    legs = train_checkpoints.checkpoint_legs(work)
+    assert [(g["start_step"], g["end_step"]) for g in legs] == [
+        (0, killed_at), (killed_at, stopped_at), (stopped_at, 12)
+    ]  # fmt: skip
+    assert all(g["seconds"] > 0 and g["platform"] == "cpu" and g["run"] == "interrupted" for g in legs)
+    assert [(g["start_step"], g["end_step"]) for g in train_checkpoints.checkpoint_legs(whole)] == [
+        (0, 12)
+    ]
     # Float noise between the pytest process and fresh subprocesses reached 1.1e-6 on CI; a resume
     # that replayed other data or rngs would be off by ~lr * |g| / (|g| + 1), i.e. >= 1e-4.
     assert_trees_close(final_params(work), final_params(whole), atol=1e-5)
@@ -355,10 +365,42 @@ def test_init_from_pretrained_subtrees_and_bad_sources(tmp_path):
         jax.device_get(started["g"].params["sr"]), jax.device_get(states["g"].params["sr"]), 0
     )
     assert int(started["g"].step) == 2 and "d" in started
+    # The training record of both sources, in the order given (what the joint run's record starts with)
+    legs = inherited_legs(spec)
+    assert [(g["run"], g["task"], g["end_step"]) for g in legs] == [
+        ("coarse", "zoom_pretrain_coarse", 2),
+        ("refine", "zoom_pretrain_refine", 2),
+    ]
+    assert inherited_legs(f"{spec},sr={coarse}") == legs  # a source named twice counts once
     with pytest.raises(InitError, match="does not exist"):
         initialise_from(dict(states), f"coarse={tmp_path}/nope", False)
     with pytest.raises(InitError, match="does not fit"):
         initialise_from(dict(states), f"sr={coarse}", False)
+
+
+def test_training_record_follows_init_from_into_the_exported_metadata(dfnet_run, tmp_path):
+    """The export writes the record's legs and per-task totals; a run continuing the exported
+    weights (the GPU recipe) starts its record with their legs."""
+    from hrinpaint_jax.checkpoints import read_metadata
+    from hrinpaint_jax.training_record import table
+
+    meta = read_metadata(export_weights(dfnet_run[0], tmp_path / "w1"))
+    legs = meta["training"]["legs"]
+    assert [(g["task"], g["start_step"], g["end_step"], g["platform"]) for g in legs] == [
+        ("dfnet", 0, 2, "cpu")
+    ]
+    assert legs[0]["global_batch_size"] == tiny_config("dfnet").data.global_batch_size
+    totals = meta["training"]["totals"]
+    assert list(totals) == ["dfnet", "all"] and totals["all"]["updates"] == 2
+    assert totals["all"]["accelerator_seconds"] == 0.0 and totals["all"]["seconds"] == legs[0]["seconds"]
+    assert "| dfnet | 2 | 0 |" in table(meta)
+    more = tmp_path / "more"
+    config = tiny_config("dfnet", num_train_steps=1, sample_every=0, init_from=str(tmp_path / "w1"))
+    train_lib.train_and_evaluate(config, more)
+    meta2 = read_metadata(export_weights(more, tmp_path / "w2"))
+    legs2 = meta2["training"]["legs"]
+    assert legs2[0] == legs[0] and (legs2[1]["run"], legs2[1]["end_step"]) == ("more", 1)
+    assert meta2["training"]["totals"]["dfnet"]["updates"] == 3
 
 
 # --------------------------------------------------------------------------------------------------
@@ -379,6 +421,7 @@ def test_init_from_pretrained_subtrees_and_bad_sources(tmp_path):
         ("num_train_steps", 0, "config.num_train_steps must be a positive integer, got 0"),
         ("checkpoint_every", 0, "config.checkpoint_every must be a positive integer, got 0"),
         ("sample_every", -1, "config.sample_every must be an integer >= 0, got -1"),
+        ("data.cache_mb", -1, "config.data.cache_mb must be an integer >= 0, got -1"),
         (
             "data.crop_size",
             63,

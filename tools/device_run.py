@@ -166,17 +166,21 @@ def phase_e(r: Runner, weights_out: Path, only: list[str] | None = None) -> dict
         if stage == "zoom_joint":
             export += ["--work-size", "256", "--precise-bn", "4" if r.rehearse else "32"]
         ecode = r.run(f"e/{stage} export", export, timeout=max(min(EXPORT_RESERVE_S + 30, r.left()), 10))
-        step = None
+        step, totals = None, None
         if ecode == 0:
             sys.path.insert(0, str(REPO))
             from hrinpaint_jax.checkpoints import read_metadata
 
-            step = read_metadata(out).get("step")
+            meta = read_metadata(out)
+            # updates of this run; the totals of the weights' training record include every
+            # earlier leg (CPU and GPU runs) that this one continued (training_record.py)
+            step, totals = meta.get("step"), meta.get("training", {}).get("totals")
         summary["stages"][stage] = {
             "train_exit": code,
             "export_exit": ecode,
             "seconds": round(seconds, 1),
             "updates": step,
+            "record_totals": totals,
         }
         if stage == "dfnet" and ecode == 0:
             new_dfnet = str(out)
@@ -304,8 +308,14 @@ def main() -> int:
         stages = (
             ["dfnet", "zoom_joint_small"]
             if args.rehearse
-            else ["zoom_pretrain_sr", "zoom_pretrain_coarse", "zoom_pretrain_refine",
-                  "zoom_joint_small", "shift_refine", "dfnet"]  # fmt: skip
+            else [
+                "zoom_pretrain_sr",
+                "zoom_pretrain_coarse",
+                "zoom_pretrain_refine",
+                "zoom_joint_small",
+                "shift_refine",
+                "dfnet",
+            ]  # fmt: skip
         )
         cmd = [
             py,
@@ -322,12 +332,17 @@ def main() -> int:
         ]
         timed_phase(r, "d", cmd, budget)
         folder = [] if args.rehearse else ["--folder", ".device/data/large"]
-        quick = ["--batches", "1", "--workers", "1", "2", "--stages", "dfnet", "zoom_joint_small"]
+        quick = ["--batches", "1", "--workers", "1", "2", "--stages", "dfnet", "gpu_zoom_joint"]
+        # Phase e's own shapes (configs/gpu.py), without and with the decoded-image cache.
+        full = ["--batches", "3", "--stages", "gpu_zoom_joint", "gpu_dfnet", "gpu_shift_refine"]
         feed = [
             py,
             "benchmarks/input_pipeline.py",
             *folder,
-            *(quick if args.rehearse else ["--batches", "3"]),
+            *(quick if args.rehearse else full),
+            "--cache-mb",
+            "0",
+            "1024",
         ]
         r.run(
             "d/input",

@@ -122,6 +122,7 @@ def data_config(config, **overrides) -> DataConfig:
         shuffle_buffer=d.shuffle_buffer,
         flip=d.flip,
         holdout=tuple(d.holdout),
+        cache_mb=d.get("cache_mb", DataConfig.cache_mb),  # configs saved before the field
     )
     return DataConfig(**{**fields, **overrides})
 

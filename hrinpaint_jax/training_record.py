@@ -1,0 +1,135 @@
+"""What a set of weights was trained with: the *legs* of training that led to it.
+
+A leg is one process run of ``train.py`` on one workdir, from the step it started at (0, or the
+checkpoint it resumed) to the last checkpoint it saved:
+
+    {"run": workdir name, "task": config.task, "start_step": 0, "end_step": 602,
+     "seconds": 132.9, "platform": "gpu", "device": "NVIDIA H200", "device_count": 1,
+     "process_count": 1, "dtype": "bfloat16", "global_batch_size": 16, "crop_size": 256,
+     "ended": "2026-12-04T15:21:10Z"}
+
+``seconds`` is the wall time of the training loop (compilation included, export not), so summed
+over a model's legs it is the device time its training took. The record travels:
+
+* each checkpoint of a workdir stores the legs so far (item ``record``), so a resumed run appends
+  its own leg after the ones it resumed;
+* ``config.init_from`` carries the legs of every source (a workdir's latest checkpoint or a weights
+  directory's metadata), so a continued model keeps the history of the one it started from;
+* ``hrinpaint export`` writes ``{"legs", "totals"}`` into the weights' metadata as ``training``,
+  and ``hrinpaint info`` prints it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+Leg = dict[str, Any]
+
+
+def device_facts() -> dict[str, Any]:
+    """Platform, device kind and counts of this process's JAX backend."""
+    import jax
+
+    dev = jax.devices()[0]
+    kind = dev.device_kind
+    if dev.platform == "cpu":
+        kind = f"cpu ({os.cpu_count()} cores)"
+    return {
+        "platform": dev.platform,
+        "device": kind,
+        "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
+    }
+
+
+class LegClock:
+    """The current run's leg: ``leg(step)`` is the leg as of a checkpoint at ``step``."""
+
+    def __init__(self, config, workdir: str | os.PathLike, start_step: int):
+        self.start = time.monotonic()
+        self.base = {
+            "run": os.path.basename(os.path.abspath(os.fspath(workdir))),
+            "task": config.task,
+            "start_step": int(start_step),
+            **device_facts(),
+            "dtype": config.get("dtype", "float32"),
+            "global_batch_size": int(config.data.global_batch_size),
+            "crop_size": int(config.data.crop_size),
+        }
+
+    def leg(self, step: int) -> Leg:
+        return {
+            **self.base,
+            "end_step": int(step),
+            "seconds": round(time.monotonic() - self.start, 1),
+            "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+
+def merge(*groups: Iterable[Leg]) -> list[Leg]:
+    """The legs of several sources in order, each once (two init_from sources may share history)."""
+    out: list[Leg] = []
+    for group in groups:
+        for leg in group:
+            if leg not in out:
+                out.append(dict(leg))
+    return out
+
+
+def updates(leg: Leg) -> int:
+    return int(leg["end_step"]) - int(leg["start_step"])
+
+
+def totals(legs: Iterable[Leg]) -> dict[str, dict[str, Any]]:
+    """Per task: updates, seconds, the updates and seconds on accelerators (not CPU) and the devices
+    used; 'all' sums every task."""
+    out: dict[str, dict[str, Any]] = {}
+    for leg in legs:
+        for key in (leg["task"], "all"):
+            t = out.setdefault(key, dict.fromkeys(("updates", "accelerator_updates"), 0))
+            t.setdefault("seconds", 0.0)
+            t.setdefault("accelerator_seconds", 0.0)
+            t.setdefault("devices", [])
+            t["updates"] += updates(leg)
+            t["seconds"] = round(t["seconds"] + float(leg["seconds"]), 1)
+            if leg["platform"] != "cpu":
+                t["accelerator_updates"] += updates(leg)
+                t["accelerator_seconds"] = round(t["accelerator_seconds"] + float(leg["seconds"]), 1)
+            if leg["device"] not in t["devices"]:
+                t["devices"].append(leg["device"])
+    if "all" in out:
+        out["all"] = out.pop("all")  # last, after the tasks
+    return out
+
+
+def metadata(legs: list[Leg]) -> dict[str, Any]:
+    """The ``training`` entry of a weights directory's metadata."""
+    return {"legs": [dict(leg) for leg in legs], "totals": totals(legs)}
+
+
+def legs_of_metadata(meta: dict[str, Any]) -> list[Leg]:
+    """The legs stored in weights metadata ([] for converted or older weights)."""
+    training = meta.get("training") or {}
+    return [dict(leg) for leg in training.get("legs", [])]
+
+
+def table(meta: dict[str, Any]) -> str:
+    """A Markdown table of the per-task totals of weights metadata ('' when there is no record)."""
+    t = (meta.get("training") or {}).get("totals") or {}
+    if not t:
+        return ""
+    rows = [
+        "| task | updates | of them on accelerators | hours in all | accelerator minutes | devices |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    if len(t) == 2:  # one task: its 'all' row says the same
+        t = {k: v for k, v in t.items() if k != "all"}
+    for task, v in t.items():
+        rows.append(
+            f"| {task} | {v['updates']:,} | {v['accelerator_updates']:,} | {v['seconds'] / 3600:.2f} | "
+            f"{v['accelerator_seconds'] / 60:.1f} | {', '.join(v['devices'])} |"
+        )
+    return "\n".join(rows)
