@@ -48,3 +48,29 @@ def test_refuses_to_overwrite_and_rejects_mismatched_weights(tmp_path):
         load_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="weights directory not found"):
         load_pretrained(tmp_path / "missing")
+
+
+def test_training_checkpoints_with_and_without_a_record(tmp_path):
+    """A checkpoint written before the training record existed (no 'record' item) reads as no legs;
+    one written with legs gives them back, per step."""
+    import ml_collections
+
+    from hrinpaint_jax.train_checkpoints import (
+        checkpoint_legs,
+        checkpoint_manager,
+        restore_legs,
+        save_checkpoint,
+    )
+
+    class State:
+        def to_tree(self):
+            return {"params": {"w": np.ones(3, np.float32)}}
+
+    config = ml_collections.ConfigDict({"task": "dfnet", "keep_checkpoints": 3})
+    manager = checkpoint_manager(tmp_path, config)
+    save_checkpoint(manager, 1, {"g": State()}, config)  # as before the record existed
+    leg = {"run": "x", "task": "dfnet", "start_step": 1, "end_step": 2, "seconds": 1.5}
+    save_checkpoint(manager, 2, {"g": State()}, config, [leg])
+    assert restore_legs(manager, 1) == [] and restore_legs(manager, 2) == [leg]
+    manager.close()
+    assert checkpoint_legs(tmp_path) == [leg]
