@@ -69,7 +69,7 @@ def export_weights(
     }
     if precise_bn:
         meta["precise_bn_images"] = int(precise_bn)
-    legs = checkpoint_legs(workdir)
+    legs = checkpoint_legs(workdir, step)  # the exported step's, even if training goes on
     if legs:  # what the weights were trained with, inherited legs included (training_record)
         meta["training"] = training_record.metadata(legs)
     if work_size:

@@ -71,11 +71,11 @@ def restore_legs(manager, step: int) -> list[dict]:
     return [dict(leg) for leg in restored.record.get("legs", [])]
 
 
-def checkpoint_legs(workdir: str | os.PathLike) -> list[dict]:
-    """The training legs of the latest checkpoint of a training workdir."""
+def checkpoint_legs(workdir: str | os.PathLike, step: int | None = None) -> list[dict]:
+    """The training legs of checkpoint ``step`` (default: the latest) of a training workdir."""
     manager = checkpoint_manager(workdir)
     try:
-        step = manager.latest_step()
+        step = manager.latest_step() if step is None else step
         return [] if step is None else restore_legs(manager, step)
     finally:
         manager.close()

@@ -194,6 +194,9 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
     if start is not None:
         states = restore_checkpoint(manager, start, states)
         legs = restore_legs(manager, start)
+        if not legs:  # a checkpoint from before the training record: say what is unaccounted
+            legs = [training_record.unrecorded(config, workdir, start)]
+            logger.warning("checkpoint %d has no training record: steps 0-%d unrecorded", start, start)
         logger.info("resumed from step %d in %s", start, workdir)
     else:
         start, legs = 0, []

@@ -8,8 +8,9 @@ checkpoint it resumed) to the last checkpoint it saved:
      "process_count": 1, "dtype": "bfloat16", "global_batch_size": 16, "crop_size": 256,
      "ended": "2026-12-04T15:21:10Z"}
 
-``seconds`` is the wall time of the training loop (compilation included, export not), so summed
-over a model's legs it is the device time its training took. The record travels:
+``seconds`` is the wall time of the training loop (compilation included, export not); the totals'
+``accelerator_seconds`` are device-seconds (wall seconds x devices) of the legs on GPUs / TPUs, so
+one H200 for 133 s and eight for 17 s both count about 133. The record travels:
 
 * each checkpoint of a workdir stores the legs so far (item ``record``), so a resumed run appends
   its own leg after the ones it resumed;
@@ -17,6 +18,9 @@ over a model's legs it is the device time its training took. The record travels:
   directory's metadata), so a continued model keeps the history of the one it started from;
 * ``hrinpaint export`` writes ``{"legs", "totals"}`` into the weights' metadata as ``training``,
   and ``hrinpaint info`` prints it.
+
+A run that resumes a checkpoint written before the record existed starts with an ``unrecorded``
+leg for the steps it cannot account for (``unrecorded``), so the totals never silently drop them.
 """
 
 from __future__ import annotations
@@ -69,8 +73,28 @@ class LegClock:
         }
 
 
+UNRECORDED = "unrecorded"
+
+
+def unrecorded(config, workdir: str | os.PathLike, end_step: int) -> Leg:
+    """Steps 0..end_step of a checkpoint that carries no record (written before it existed)."""
+    return {
+        "run": os.path.basename(os.path.abspath(os.fspath(workdir))),
+        "task": config.task,
+        "start_step": 0,
+        "end_step": int(end_step),
+        "seconds": 0.0,
+        "platform": UNRECORDED,
+        "device": UNRECORDED,
+        "device_count": 0,
+        "process_count": 0,
+    }
+
+
 def merge(*groups: Iterable[Leg]) -> list[Leg]:
-    """The legs of several sources in order, each once (two init_from sources may share history)."""
+    """The legs of several sources in order, each once (two init_from sources may share history).
+    Only identical legs are merged: a run seen at two different checkpoints (an exported copy and
+    its still-running workdir) would be counted twice."""
     out: list[Leg] = []
     for group in groups:
         for leg in group:
@@ -84,8 +108,8 @@ def updates(leg: Leg) -> int:
 
 
 def totals(legs: Iterable[Leg]) -> dict[str, dict[str, Any]]:
-    """Per task: updates, seconds, the updates and seconds on accelerators (not CPU) and the devices
-    used; 'all' sums every task."""
+    """Per task: updates, wall seconds, the updates and device-seconds (wall x devices) on
+    accelerators (not CPU, not unrecorded) and the devices used; 'all' sums every task."""
     out: dict[str, dict[str, Any]] = {}
     for leg in legs:
         for key in (leg["task"], "all"):
@@ -95,11 +119,13 @@ def totals(legs: Iterable[Leg]) -> dict[str, dict[str, Any]]:
             t.setdefault("devices", [])
             t["updates"] += updates(leg)
             t["seconds"] = round(t["seconds"] + float(leg["seconds"]), 1)
-            if leg["platform"] != "cpu":
+            if leg.get("platform", UNRECORDED) not in ("cpu", UNRECORDED):
+                device_seconds = float(leg["seconds"]) * int(leg.get("device_count", 1))
                 t["accelerator_updates"] += updates(leg)
-                t["accelerator_seconds"] = round(t["accelerator_seconds"] + float(leg["seconds"]), 1)
-            if leg["device"] not in t["devices"]:
-                t["devices"].append(leg["device"])
+                t["accelerator_seconds"] = round(t["accelerator_seconds"] + device_seconds, 1)
+            device = leg.get("device", UNRECORDED)
+            if device not in t["devices"]:
+                t["devices"].append(device)
     if "all" in out:
         out["all"] = out.pop("all")  # last, after the tasks
     return out
@@ -122,7 +148,7 @@ def table(meta: dict[str, Any]) -> str:
     if not t:
         return ""
     rows = [
-        "| task | updates | of them on accelerators | hours in all | accelerator minutes | devices |",
+        "| task | updates | on accelerators | hours in all | accelerator device-minutes | devices |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     if len(t) == 2:  # one task: its 'all' row says the same

@@ -4,6 +4,8 @@ the merged weights folder and the install, on synthetic gate CSVs (no evaluation
 from __future__ import annotations
 
 import csv
+import json
+import subprocess
 
 import pytest
 
@@ -73,17 +75,19 @@ def test_main_ships_only_the_winner(tmp_path, baseline, monkeypatch, capsys):
         (candidate / name).mkdir(parents=True)
         (candidate / name / "which").write_text("new")
     monkeypatch.setattr(gc, "BUNDLED", bundled)
+    # the networks' identity (real paths and metadata hashes); these fakes have no metadata
+    monkeypatch.setattr(gc, "identity", lambda w: {n: str((w / n).resolve()) for n in gc.NETWORKS})
     work = tmp_path / "work"
     work.mkdir()
     write(work / "per_image.csv",
           rows("two_stage", 20.3, 0.57) + rows("dfnet_only", 19.2, 0.78)
           + rows("zoom", 16.0, 0.95) + rows("zoom_no_zoom", 16.1, 0.94))  # fmt: skip
-    assert (
-        gc.main(
-            [str(candidate), "--workdir", str(work), "--baseline", str(baseline), "--reuse", "--ship"]
-        )
-        == 0
-    )
+    argv = [str(candidate), "--workdir", str(work), "--baseline", str(baseline), "--reuse", "--ship"]
+    with pytest.raises(SystemExit, match="was not made from these weights"):  # no candidate.json
+        gc.main(argv)
+    made_of = {n: str((candidate / n).resolve()) for n in gc.NETWORKS}
+    (work / "candidate.json").write_text(json.dumps(made_of))
+    assert gc.main(argv) == 0
     out = capsys.readouterr().out
     assert "-> SHIP" in out and "-> KEEP the bundled weights" in out
     assert [(bundled / n / "which").read_text() for n in gc.NETWORKS] == ["new", "new", "old"]
@@ -107,3 +111,22 @@ def test_merged_weights_take_missing_networks_from_the_bundle(tmp_path, monkeypa
                        "zoom": bundled / "zoom"}  # fmt: skip
     with pytest.raises(SystemExit, match="holds none of"):
         gc.main([str(tmp_path / "merged" / "nothing"), "--workdir", str(tmp_path / "w")])
+
+
+def test_a_failed_evaluation_is_one_line_and_leaves_no_stale_results(tmp_path, monkeypatch):
+    bundled, candidate, work = tmp_path / "bundled", tmp_path / "cand", tmp_path / "work"
+    for name in gc.NETWORKS:
+        (bundled / name).mkdir(parents=True)
+    (candidate / "zoom").mkdir(parents=True)
+    work.mkdir()
+    (work / "per_image.csv").write_text("mask,resolution,image,method\n")  # an earlier candidate's
+    monkeypatch.setattr(gc, "BUNDLED", bundled)
+    monkeypatch.setattr(gc, "identity", lambda w: {})
+
+    def fail(*a):
+        raise subprocess.CalledProcessError(3, "evaluate.py")
+
+    monkeypatch.setattr(gc, "evaluate", fail)
+    with pytest.raises(SystemExit, match=r"the evaluation failed \(exit status 3\)"):
+        gc.main([str(candidate), "--workdir", str(work)])
+    assert not (work / "per_image.csv").exists() and not (work / "candidate.json").exists()

@@ -339,6 +339,23 @@ def test_kill_9_and_sigterm_then_resume_equal_an_uninterrupted_run(tmp_path):
     assert_trees_close(final_params(work), final_params(whole), atol=1e-5)
 
 
+def test_resuming_a_checkpoint_without_a_record_counts_its_steps_as_unrecorded(tmp_path):
+    import shutil
+
+    from hrinpaint_jax.training_record import totals
+
+    train_lib.train_and_evaluate(tiny_config("zoom_pretrain_sr", num_train_steps=1), tmp_path)
+    shutil.rmtree(tmp_path / "checkpoints" / "1" / "record")  # as written before the record
+    train_lib.train_and_evaluate(tiny_config("zoom_pretrain_sr", num_train_steps=2), tmp_path)
+    legs = train_checkpoints.checkpoint_legs(tmp_path)
+    assert [(g["platform"], g["start_step"], g["end_step"]) for g in legs] == [
+        ("unrecorded", 0, 1),
+        ("cpu", 1, 2),
+    ]
+    t = totals(legs)["all"]
+    assert t["updates"] == 2 and t["accelerator_updates"] == 0 and "unrecorded" in t["devices"]
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     train_lib.train_and_evaluate(tiny_config("zoom_pretrain_sr", num_train_steps=2), tmp_path)
     config = tiny_config("zoom_pretrain_sr", num_train_steps=4, **{"loss.l1": float("nan")})

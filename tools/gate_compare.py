@@ -15,15 +15,19 @@ Verdict per method (``two_stage``, ``zoom``): **ship** when, averaged over the g
 (1024 / 2048 x centred square / large strokes), the candidate's hole LPIPS is lower and its hole
 PSNR is not lower than the bundled weights'; otherwise **keep**. The gate's goals (issue 22) are
 printed per setting either way. ``--ship`` installs the winning networks into
-``hrinpaint_jax/assets/weights`` (each replaced whole, atomically) and writes their rows into
-``docs/gate/per_image_*.csv``; README, docs/results.md and docs/gate tables are then updated by hand
-(``tests/test_readme.py`` checks the README's training totals against the new metadata).
+``hrinpaint_jax/assets/weights`` (all copied first, then each folder swapped in by renames) and
+writes their rows into ``docs/gate/per_image_*.csv``; README, docs/results.md and docs/gate tables
+are then updated by hand (``tests/test_readme.py`` checks the README's training totals against the
+new metadata). ``--reuse`` takes ``WORKDIR/per_image.csv`` only if ``WORKDIR/candidate.json`` says
+it was made from the same networks (paths and metadata).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -112,6 +116,20 @@ def merged_weights(candidate: Path, into: Path) -> None:
         link.symlink_to(source.resolve(), target_is_directory=True)
 
 
+def identity(weights: Path) -> dict[str, dict[str, str]]:
+    """What a merged weights folder is made of: each network's real path and metadata hash."""
+    from hrinpaint_jax.checkpoints import read_metadata
+
+    out = {}
+    for name in NETWORKS:
+        meta = json.dumps(read_metadata(weights / name), sort_keys=True).encode()
+        out[name] = {
+            "path": str((weights / name).resolve()),
+            "metadata_sha256": hashlib.sha256(meta).hexdigest(),
+        }
+    return out
+
+
 def evaluate(weights: Path, methods: list[str], out: Path) -> None:
     cmd = [
         sys.executable,
@@ -127,18 +145,24 @@ def evaluate(weights: Path, methods: list[str], out: Path) -> None:
     subprocess.run(cmd, cwd=REPO, check=True)
 
 
-def install(candidate: Path, name: str) -> None:
-    """Replaces ``BUNDLED/name`` by the candidate's network: copied beside it, then swapped."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=BUNDLED))
-    trash = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=BUNDLED))
+def install(candidate: Path, names: list[str]) -> None:
+    """Replaces ``BUNDLED/name`` for each of ``names`` by the candidate's network. Every network is
+    copied beside the bundle first (so a failed copy changes nothing), then each is swapped in with
+    two renames; staging folders a killed run left behind are removed first."""
+    for stale in BUNDLED.glob(".gate_compare-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=".gate_compare-new-", dir=BUNDLED))
+    trash = Path(tempfile.mkdtemp(prefix=".gate_compare-old-", dir=BUNDLED))
     try:
-        shutil.copytree(candidate / name, staging / name)
-        os.replace(BUNDLED / name, trash / name)
-        try:
-            os.replace(staging / name, BUNDLED / name)
-        except BaseException:
-            os.replace(trash / name, BUNDLED / name)
-            raise
+        for name in names:
+            shutil.copytree(candidate / name, staging / name)
+        for name in names:
+            os.replace(BUNDLED / name, trash / name)
+            try:
+                os.replace(staging / name, BUNDLED / name)
+            except BaseException:
+                os.replace(trash / name, BUNDLED / name)
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(trash, ignore_errors=True)
@@ -146,17 +170,30 @@ def install(candidate: Path, name: str) -> None:
 
 def write_baseline(path: Path, rows: list[dict[str, str]], methods: tuple[str, ...]) -> None:
     """``path`` with the rows of ``methods`` replaced by the candidate's (other methods kept)."""
+    import io
+
+    from hrinpaint_jax.atomic_files import atomic_write
+
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         fields, kept = reader.fieldnames, [r for r in reader if r["method"] not in methods]
-    new = [r for r in rows if r["method"] in methods]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(new + kept)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([r for r in rows if r["method"] in methods] + kept)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except subprocess.CalledProcessError as e:
+        raise SystemExit(f"gate_compare: the evaluation failed (exit status {e.returncode})") from None
+    except OSError as e:
+        raise SystemExit(f"gate_compare: {e.strerror or e}: {e.filename}") from None
+
+
+def _main(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("candidate", type=Path, help="folder with any of dfnet/, shift_refine/, zoom/")
     p.add_argument("--workdir", type=Path, default=REPO / "results" / "gate_candidate")
@@ -170,10 +207,19 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"gate_compare: {args.candidate} holds none of {', '.join(NETWORKS)}")
     judged = [m for m, (nets, _, _) in SETS.items() if any(n in present for n in nets)]
     methods = [x for m in judged for x in SETS[m][1]]
-    results = args.workdir / "per_image.csv"
-    if not (args.reuse and results.is_file()):
-        merged_weights(args.candidate, args.workdir / "weights")
+    results, stamp = args.workdir / "per_image.csv", args.workdir / "candidate.json"
+    merged_weights(args.candidate, args.workdir / "weights")
+    made_of = identity(args.workdir / "weights")
+    if args.reuse:
+        if not stamp.is_file() or json.loads(stamp.read_text()) != made_of or not results.is_file():
+            raise SystemExit(
+                f"gate_compare: {results} was not made from these weights; run without --reuse"
+            )
+    else:
+        results.unlink(missing_ok=True)
+        stamp.unlink(missing_ok=True)
         evaluate(args.workdir / "weights", methods, args.workdir)
+        stamp.write_text(json.dumps(made_of, indent=1))
     new_rows = read_rows(results)
     ship = []
     for method in judged:
@@ -202,12 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         if win:
             ship.append(method)
     if args.ship:
+        names = [n for m in ship for n in SETS[m][0] if n in present]
+        if names:
+            install(args.candidate, names)
+            print(f"installed {', '.join(names)} into {BUNDLED}")
         for method in ship:
-            nets, evaluated, baseline_csv = SETS[method]
-            for name in nets:
-                if name in present:
-                    install(args.candidate, name)
-                    print(f"installed {name} into {BUNDLED / name}")
+            _, evaluated, baseline_csv = SETS[method]
             write_baseline(args.baseline / baseline_csv, new_rows, evaluated)
         if ship:
             print("now update README.md (training totals: hrinpaint info ... --training; the gate "

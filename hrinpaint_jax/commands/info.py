@@ -1,5 +1,6 @@
 """`hrinpaint info WEIGHTS_DIR`: a weights directory's metadata, as JSON; ``--training``: the
-per-task totals of its training record (updates, hours, accelerator minutes) as a Markdown table."""
+per-task totals of its training record (updates, hours, accelerator device-minutes) as a Markdown
+table."""
 
 from __future__ import annotations
 
