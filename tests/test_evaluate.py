@@ -342,10 +342,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, change,
     assert not (tmp_path / "out").exists()
 
 
-def test_command_line_exit_codes(tmp_path):
-    """evaluate.py: a bad config value is one stderr line and exit 2; a non-evaluation config too."""
-    env = {**os.environ, "HRINPAINT_WEIGHTS": ""}
-    proc = subprocess.run(
+def run_evaluate_methods(tmp_path, methods: str) -> subprocess.CompletedProcess:
+    """evaluate.py with the multi-resolution protocol and ``--config.methods=METHODS``."""
+    return subprocess.run(
         [
             sys.executable,
             "evaluate.py",
@@ -353,14 +352,19 @@ def test_command_line_exit_codes(tmp_path):
             "configs/eval_twostage_multires.py",
             "--output",
             str(tmp_path / "out"),
-            "--config.methods=('opencv_ns','pix2pix')",
+            f"--config.methods={methods}",
         ],
         capture_output=True,
         text=True,
         cwd=REPO,
-        env=env,
+        env={**os.environ, "HRINPAINT_WEIGHTS": ""},
         timeout=120,
     )
+
+
+def test_command_line_exit_codes(tmp_path):
+    """evaluate.py: a bad config value is one stderr line and exit 2; a non-evaluation config too."""
+    proc = run_evaluate_methods(tmp_path, "('opencv_ns','pix2pix')")
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert errors == [
@@ -376,22 +380,7 @@ def test_command_line_exit_codes(tmp_path):
 def test_unquoted_method_names_on_the_command_line(tmp_path):
     """The README's --config.methods='(two_stage, opencv_telea)' form (names unquoted) is split
     into names like the quoted tuple form (issue 21): here the second name is the unknown one."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "evaluate.py",
-            "--config",
-            "configs/eval_twostage_multires.py",
-            "--output",
-            str(tmp_path / "out"),
-            "--config.methods=(opencv_ns, pix2pix)",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "HRINPAINT_WEIGHTS": ""},
-        timeout=120,
-    )
+    proc = run_evaluate_methods(tmp_path, "(opencv_ns, pix2pix)")
     assert proc.returncode == 2, proc.stderr
     assert "evaluate.py: error: unknown method 'pix2pix'; choose from" in proc.stderr
     assert E.split_names(("(two_stage, opencv_telea)",)) == ("two_stage", "opencv_telea")
