@@ -33,6 +33,11 @@ from typing import Any
 Leg = dict[str, Any]
 
 
+def run_name(workdir: str | os.PathLike) -> str:
+    """A leg's ``run``: the workdir's folder name."""
+    return os.path.basename(os.path.abspath(os.fspath(workdir)))
+
+
 def device_facts() -> dict[str, Any]:
     """Platform, device kind and counts of this process's JAX backend."""
     import jax
@@ -55,7 +60,7 @@ class LegClock:
     def __init__(self, config, workdir: str | os.PathLike, start_step: int):
         self.start = time.monotonic()
         self.base = {
-            "run": os.path.basename(os.path.abspath(os.fspath(workdir))),
+            "run": run_name(workdir),
             "task": config.task,
             "start_step": int(start_step),
             **device_facts(),
@@ -79,7 +84,7 @@ UNRECORDED = "unrecorded"
 def unrecorded(config, workdir: str | os.PathLike, end_step: int) -> Leg:
     """Steps 0..end_step of a checkpoint that carries no record (written before it existed)."""
     return {
-        "run": os.path.basename(os.path.abspath(os.fspath(workdir))),
+        "run": run_name(workdir),
         "task": config.task,
         "start_step": 0,
         "end_step": int(end_step),
@@ -107,16 +112,23 @@ def updates(leg: Leg) -> int:
     return int(leg["end_step"]) - int(leg["start_step"])
 
 
+def _no_totals() -> dict[str, Any]:
+    return {
+        "updates": 0,
+        "accelerator_updates": 0,
+        "seconds": 0.0,
+        "accelerator_seconds": 0.0,
+        "devices": [],
+    }
+
+
 def totals(legs: Iterable[Leg]) -> dict[str, dict[str, Any]]:
     """Per task: updates, wall seconds, the updates and device-seconds (wall x devices) on
     accelerators (not CPU, not unrecorded) and the devices used; 'all' sums every task."""
     out: dict[str, dict[str, Any]] = {}
     for leg in legs:
         for key in (leg["task"], "all"):
-            t = out.setdefault(key, dict.fromkeys(("updates", "accelerator_updates"), 0))
-            t.setdefault("seconds", 0.0)
-            t.setdefault("accelerator_seconds", 0.0)
-            t.setdefault("devices", [])
+            t = out.setdefault(key, _no_totals())
             t["updates"] += updates(leg)
             t["seconds"] = round(t["seconds"] + float(leg["seconds"]), 1)
             if leg.get("platform", UNRECORDED) not in ("cpu", UNRECORDED):
