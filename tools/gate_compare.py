@@ -15,11 +15,13 @@ Verdict per method (``two_stage``, ``zoom``): **ship** when, averaged over the g
 (1024 / 2048 x centred square / large strokes), the candidate's hole LPIPS is lower and its hole
 PSNR is not lower than the bundled weights'; otherwise **keep**. The gate's goals (issue 22) are
 printed per setting either way. ``--ship`` installs the winning networks into
-``hrinpaint_jax/assets/weights`` (all copied first, then each folder swapped in by renames) and
-writes their rows into ``docs/gate/per_image_*.csv``; README, docs/results.md and docs/gate tables
-are then updated by hand (``tests/test_readme.py`` checks the README's training totals against the
-new metadata). ``--reuse`` takes ``WORKDIR/per_image.csv`` only if ``WORKDIR/candidate.json`` says
-it was made from the same networks (paths and metadata).
+``hrinpaint_jax/assets/weights`` and writes their rows into ``docs/gate/per_image_*.csv``, as one
+transaction (``install``): a kill at any point leaves the old set or the new set, never a mix, and the
+next run finishes or undoes it first. README, docs/results.md and docs/gate tables are then updated
+by hand (``tests/test_readme.py`` checks the README's training totals against the new metadata).
+``--reuse`` takes ``WORKDIR/per_image.csv`` only if ``WORKDIR/candidate.json`` says it was made from
+the same networks (paths and metadata). Every network in CANDIDATE is loaded before anything is
+evaluated or touched; one that cannot be is refused in one line.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ import csv
 import hashlib
 import json
 import os
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
+import threading
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +51,15 @@ SETS = {
     "zoom": (("zoom",), ("zoom", "zoom_no_zoom"), "per_image_zoom.csv"),
 }
 SETTINGS = [(m, r) for r in ("1024", "2048") for m in ("centre", "large")]
+STAGED = ".gate_compare-"  # prefix of every copy and journal --ship keeps beside what it replaces
+JOURNAL = ".gate_compare-journal.json"  # in BUNDLED while a --ship is under way
+
+
+_installed: list[str] = []  # what this run's --ship installed, for the message if it is then stopped
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -145,34 +159,305 @@ def evaluate(weights: Path, methods: list[str], out: Path) -> None:
     subprocess.run(cmd, cwd=REPO, check=True)
 
 
-def install(candidate: Path, names: list[str]) -> None:
-    """Replaces ``BUNDLED/name`` for each of ``names`` by the candidate's network. Every network is
-    copied beside the bundle first (so a failed copy changes nothing), then each is swapped in with
-    two renames; staging folders a killed run left behind are removed first."""
-    for stale in BUNDLED.glob(".gate_compare-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=".gate_compare-new-", dir=BUNDLED))
-    trash = Path(tempfile.mkdtemp(prefix=".gate_compare-old-", dir=BUNDLED))
+def check_candidate(candidate: Path, present: list[str]) -> None:
+    """Loads each of the candidate's networks: one that cannot be used (empty, damaged, another
+    model) ends the run in one line naming it, before anything is evaluated or touched."""
+    from hrinpaint_jax.checkpoints import load_pretrained, read_metadata
+
+    for name in present:
+        folder = candidate / name
+        try:
+            model = read_metadata(folder).get("model")
+            if model != name:
+                raise ValueError(f"{folder} holds a {model!r} network, not {name}")
+            load_pretrained(folder)
+        except Exception as e:  # noqa: BLE001 - orbax, tensorstore and the models raise many types
+            reason = (str(e).strip() or type(e).__name__).splitlines()[0]
+            raise SystemExit(f"gate_compare: the candidate's {name}/ cannot be used: {reason}") from None
+
+
+def digest(path: Path) -> str:
+    """sha256 of a file's bytes, or of a folder's files (relative paths, sizes and bytes) in order;
+    empty for nothing at ``path``."""
+    if not path.exists():
+        return ""
+    if path.is_file():
+        files = [(path, "")]
+    else:
+        files = sorted(((f, f.relative_to(path).as_posix()) for f in path.rglob("*") if f.is_file()),
+                       key=lambda x: x[1])  # fmt: skip
+    h = hashlib.sha256()
+    for file, rel in files:
+        h.update(f"{rel}\0{file.stat().st_size}\0".encode())
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def digest_text(text: str) -> str:
+    """``digest`` of a file holding ``text`` (UTF-8)."""
+    data = text.encode()
+    return hashlib.sha256(f"\0{len(data)}\0".encode() + data).hexdigest()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
     try:
-        for name in names:
-            shutil.copytree(candidate / name, staging / name)
-        for name in names:
-            os.replace(BUNDLED / name, trash / name)
-            try:
-                os.replace(staging / name, BUNDLED / name)
-            except BaseException:
-                os.replace(trash / name, BUNDLED / name)
-                raise
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(trash, ignore_errors=True)
+        os.close(fd)
 
 
-def write_baseline(path: Path, rows: list[dict[str, str]], methods: tuple[str, ...]) -> None:
-    """``path`` with the rows of ``methods`` replaced by the candidate's (other methods kept)."""
+def _write_journal(entries: list[dict], phase: str) -> None:
+    """``BUNDLED/JOURNAL`` replaced atomically (and synced) by one saying ``phase``."""
+    path = BUNDLED / JOURNAL
+    tmp = path.with_name(f"{JOURNAL}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump({"phase": phase, "entries": entries}, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(BUNDLED)
+
+
+@contextmanager
+def _signals_held():
+    """Ctrl-C and SIGTERM wait until the block is done (a SIGKILL cannot: the journal covers it)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def _bundle_locked():
+    """One --ship (or recovery) at a time: an exclusive ``flock`` on the BUNDLED folder itself."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    fd = os.open(BUNDLED, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"gate_compare: another gate_compare is installing into {BUNDLED}; "
+                             "run again when it is done") from None  # fmt: skip
+        yield
+    finally:
+        os.close(fd)
+
+
+def _paths(entry: dict) -> tuple[Path, Path, Path]:
+    return Path(entry["target"]), Path(entry["new"]), Path(entry["old"])
+
+
+def _inconsistent(target: Path) -> SystemExit:
+    return SystemExit(f"gate_compare: {target} and its copies in {BUNDLED / JOURNAL} do not agree; "
+                      "sort them out by hand, then delete the journal")  # fmt: skip
+
+
+def _switch(entry: dict) -> None:
+    target, new, old = _paths(entry)
+    if entry["had_old"]:
+        os.replace(target, old)
+    os.replace(new, target)
+
+
+def _new_copy_complete(entry: dict) -> bool:
+    """The new copy is whole: at ``new`` (not switched yet) or at ``target`` (switched)."""
+    target, new, old = _paths(entry)
+    if new.exists():
+        return digest(new) == entry["sha256"]
+    switched = old.exists() or not entry["had_old"]
+    return switched and digest(target) == entry["sha256"]
+
+
+def _roll_forward(entries: list[dict]) -> None:
+    for entry in entries:
+        target, new, old = _paths(entry)
+        if not new.exists():
+            continue  # switched already
+        if entry["had_old"] and target.exists():
+            if old.exists():
+                raise _inconsistent(target)
+            os.replace(target, old)
+        os.replace(new, target)
+    _write_journal(entries, "committed")
+
+
+def _roll_back(entries: list[dict]) -> None:
+    """Puts every old copy back (the new ones go back to their staging names), then deletes the
+    new copies and the journal."""
+    for entry in reversed(entries):
+        target, new, old = _paths(entry)
+        if old.exists():
+            if target.exists():
+                if new.exists():
+                    raise _inconsistent(target)
+                os.replace(target, new)
+            os.replace(old, target)
+        elif not entry["had_old"] and target.exists() and not new.exists():
+            os.replace(target, new)
+    _fsync_dir(BUNDLED)
+    for entry in entries:
+        _remove(Path(entry["new"]))
+    (BUNDLED / JOURNAL).unlink()
+
+
+def _finish(entries: list[dict]) -> None:
+    """After the commit: the old copies go, then the journal."""
+    for entry in entries:
+        _remove(Path(entry["old"]))
+        _remove(Path(entry["new"]))
+    (BUNDLED / JOURNAL).unlink(missing_ok=True)
+
+
+def _clear_stale(folders: list[Path]) -> list[str]:
+    """Without a journal, ``.gate_compare-*`` items are copies a run killed before its switch left
+    (or, from older versions of this tool, folders of replaced networks): a copy whose original is
+    missing is put back, the rest deleted. Returns the names put back."""
+    restored = []
+    for folder in folders:
+        for stale in sorted(folder.glob(STAGED + "*")):
+            if stale.name == JOURNAL:
+                continue
+            if stale.name.startswith(STAGED + "old-"):
+                parts = stale.name[len(STAGED + "old-") :].split("-", 2)
+                if len(parts) == 3:  # .gate_compare-old-PID-RANDOM-NAME: one replaced item
+                    pairs = [(stale, folder / parts[2])]
+                else:  # an older version's folder of replaced networks
+                    pairs = [(stale / n, BUNDLED / n) for n in NETWORKS if (stale / n).is_dir()]
+                for old, target in pairs:
+                    if not target.exists():
+                        os.replace(old, target)
+                        restored.append(target.name)
+            _remove(stale)
+    return restored
+
+
+def recover(folders: list[Path]) -> str | None:
+    """Finishes or undoes a --ship that was killed; says what it did (None: nothing to do).
+
+    The journal's phase decides: ``committed`` -> delete the old copies; ``switching`` -> roll
+    forward when every new copy is whole (checksums), else back; ``rolling back`` -> back.
+    ``folders``: where copies of a run killed before writing its journal may be left."""
+    path = BUNDLED / JOURNAL
+    if not path.exists():
+        restored = _clear_stale(folders)
+        return f"put back {', '.join(restored)} from an interrupted --ship" if restored else None
+    keys = ("target", "new", "old", "sha256")
+    try:
+        journal = json.loads(path.read_text())
+        phase, entries = journal["phase"], journal["entries"]
+        if not all(
+            isinstance(e, dict) and all(isinstance(e.get(k), str) for k in keys) for e in entries
+        ):
+            raise ValueError("an entry lacks one of " + ", ".join(keys))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(
+            f"gate_compare: cannot read {path} ({type(e).__name__}: {e}), the journal of an "
+            "interrupted --ship: put back the networks it names by hand, then delete it"
+        ) from None
+    names = ", ".join(Path(e["target"]).name for e in entries)
+    if phase == "committed":
+        _finish(entries)
+        _clear_stale(folders)
+        return f"finished an interrupted --ship: {names} installed"
+    with _signals_held():
+        if phase == "switching" and all(_new_copy_complete(e) for e in entries):
+            _roll_forward(entries)
+            forward = True
+        else:
+            if phase != "rolling back":
+                _write_journal(entries, "rolling back")
+            _roll_back(entries)
+            forward = False
+    if forward:
+        _finish(entries)
+    _clear_stale(folders)  # a journal's temporary file
+    if forward:
+        return f"completed an interrupted --ship: {names} installed"
+    return f"undid an interrupted --ship: the earlier {names} kept"
+
+
+def install(candidate: Path, names: list[str], files: dict[Path, str]) -> None:
+    """Installs ``candidate/NAME`` as ``BUNDLED/NAME`` for each of ``names`` and writes ``files``
+    ({path: text}), all or nothing.
+
+    Each item is first copied beside its target (``.gate_compare-new-*``) and checked against its
+    source; then a journal (``BUNDLED/.gate_compare-journal.json``, replaced atomically) lists them,
+    each target is renamed to ``.gate_compare-old-*`` and its copy renamed into its place, and the
+    journal is marked committed. Only then are the old copies deleted. A run killed on the way
+    leaves the journal, and ``recover`` (which every later run calls first) completes or undoes the
+    switch; Ctrl-C and SIGTERM wait for the switch and the clean-up.
+    """
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+
+    def entry(target: Path) -> dict:
+        staged = {k: str(target.with_name(f"{STAGED}{k}-{token}-{target.name}")) for k in ("new", "old")}
+        return {"target": str(target), **staged, "had_old": target.exists()}
+
+    entries = [entry(BUNDLED / n) for n in names] + [entry(Path(p)) for p in files]
+    sources = [(candidate / n, None) for n in names] + [(None, t) for t in files.values()]
+    try:
+        for item, (source, text) in zip(entries, sources, strict=True):
+            new = Path(item["new"])
+            if source is not None:
+                shutil.copytree(source, new)
+                wanted = digest(source)
+            else:
+                with open(new, "wb") as f:
+                    f.write(text.encode())
+                    f.flush()
+                    os.fsync(f.fileno())
+                wanted = digest_text(text)
+            item["sha256"] = digest(new)
+            if item["sha256"] != wanted:
+                raise SystemExit(
+                    f"gate_compare: the copy {new} does not match its source; nothing installed"
+                )
+        with _signals_held():
+            _write_journal(entries, "switching")
+            try:
+                for item in entries:
+                    _switch(item)
+                for folder in {Path(item["target"]).parent for item in entries}:
+                    _fsync_dir(folder)
+            except BaseException:
+                _write_journal(entries, "rolling back")
+                _roll_back(entries)
+                raise
+            _write_journal(entries, "committed")
+            _installed.extend(names)
+            _finish(entries)
+    finally:
+        if not (BUNDLED / JOURNAL).exists():  # not switched (or done): the new copies are only copies
+            for item in entries:
+                _remove(Path(item["new"]))
+
+
+def baseline_text(path: Path, rows: list[dict[str, str]], methods: tuple[str, ...]) -> str:
+    """``path``'s CSV with the rows of ``methods`` replaced by the candidate's (other methods kept)."""
     import io
-
-    from hrinpaint_jax.atomic_files import atomic_write
 
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
@@ -181,16 +466,34 @@ def write_baseline(path: Path, rows: list[dict[str, str]], methods: tuple[str, .
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows([r for r in rows if r["method"] in methods] + kept)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
+    return buf.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the tool; exit 0, or 130 after Ctrl-C and 143 after SIGTERM (one line each); other
+    failures end in one ``gate_compare: ...`` line (SystemExit)."""
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    _installed.clear()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main else None
     try:
         return _main(argv)
+    except KeyboardInterrupt as e:
+        state = f"; {', '.join(_installed)} installed" if _installed else ""
+        stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"gate_compare: {stopped}{state}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except subprocess.CalledProcessError as e:
         raise SystemExit(f"gate_compare: the evaluation failed (exit status {e.returncode})") from None
     except OSError as e:
-        raise SystemExit(f"gate_compare: {e.strerror or e}: {e.filename}") from None
+        where = f": {e.filename}" if e.filename else ""
+        raise SystemExit(f"gate_compare: {e.strerror or e}{where}") from None
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -202,9 +505,14 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("--ship", action="store_true", help="install the networks that win")
     args = p.parse_args(argv)
 
+    with _bundle_locked():
+        recovered = recover([BUNDLED, args.baseline])
+    if recovered:
+        print(f"gate_compare: {recovered}", file=sys.stderr)
     present = [n for n in NETWORKS if (args.candidate / n).is_dir()]
     if not present:
         raise SystemExit(f"gate_compare: {args.candidate} holds none of {', '.join(NETWORKS)}")
+    check_candidate(args.candidate, present)
     judged = [m for m, (nets, _, _) in SETS.items() if any(n in present for n in nets)]
     methods = [x for m in judged for x in SETS[m][1]]
     results, stamp = args.workdir / "per_image.csv", args.workdir / "candidate.json"
@@ -247,12 +555,14 @@ def _main(argv: list[str] | None) -> int:
             ship.append(method)
     if args.ship:
         names = [n for m in ship for n in SETS[m][0] if n in present]
+        files = {
+            args.baseline / SETS[m][2]: baseline_text(args.baseline / SETS[m][2], new_rows, SETS[m][1])
+            for m in ship
+        }
         if names:
-            install(args.candidate, names)
-            print(f"installed {', '.join(names)} into {BUNDLED}")
-        for method in ship:
-            _, evaluated, baseline_csv = SETS[method]
-            write_baseline(args.baseline / baseline_csv, new_rows, evaluated)
+            with _bundle_locked():
+                install(args.candidate, names, files)
+            print(f"installed {', '.join(names)} into {BUNDLED} and their rows into {args.baseline}")
         if ship:
             print("now update README.md (training totals: hrinpaint info ... --training; the gate "
                   "table), docs/results.md and docs/gate/tables.md from", args.workdir)  # fmt: skip
