@@ -391,3 +391,31 @@ def test_a_second_ship_at_the_same_time_is_refused(ship, tmp_path):
     finally:
         os.close(fd)
     assert state(ship.bundled, ship.table) == ship.old and not (tmp_path / "w").exists()
+
+
+def test_recover_alone_finishes_a_killed_ship_and_the_cli_refuses_until_then(
+    ship, tmp_path, monkeypatch, capsys
+):
+    """Killed mid-switch: ``hrinpaint inpaint`` on the bundled weights refuses in one line naming
+    the fix (a half-switched set is never used), and ``gate_compare --recover`` alone completes it."""
+    from hrinpaint_jax.image_io import InputError
+    from hrinpaint_jax.pipelines import load
+
+    monkeypatch.setattr(load, "DEFAULT_WEIGHTS", ship.bundled)
+    monkeypatch.delenv(load.WEIGHTS_ENV, raising=False)
+    for kill_at in range(1, 100):
+        assert not run_killed(ship, "ship", kill_at, tmp_path), "never reached the switch"
+        journal = ship.bundled / gc.JOURNAL
+        if journal.exists() and json.loads(journal.read_text())["phase"] == "switching":
+            break
+        gc.recover(ship.folders)
+        ship.reset()
+    with pytest.raises(InputError, match="gate_compare.py --recover"):
+        load.resolve_weights(None)
+    monkeypatch.setattr(gc, "BASELINE", ship.table.parent)
+    assert gc.main(["--recover", "--baseline", str(ship.table.parent)]) == 0
+    assert "completed an interrupted --ship" in capsys.readouterr().err
+    assert state(ship.bundled, ship.table) == ship.new and not leftovers(*ship.folders)
+    assert load.resolve_weights(None) == ship.bundled
+    assert gc.main(["--recover"]) == 0
+    assert "no interrupted --ship" in capsys.readouterr().err

@@ -498,17 +498,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("candidate", type=Path, help="folder with any of dfnet/, shift_refine/, zoom/")
+    p.add_argument(
+        "candidate", type=Path, nargs="?", help="folder with any of dfnet/, shift_refine/, zoom/"
+    )
     p.add_argument("--workdir", type=Path, default=REPO / "results" / "gate_candidate")
     p.add_argument("--baseline", type=Path, default=BASELINE, help="folder of per_image_*.csv")
     p.add_argument("--reuse", action="store_true", help="use WORKDIR/per_image.csv if it is there")
     p.add_argument("--ship", action="store_true", help="install the networks that win")
+    p.add_argument(
+        "--recover", action="store_true", help="only finish or undo an interrupted --ship, then stop"
+    )
     args = p.parse_args(argv)
+    if args.candidate is None and not args.recover:
+        p.error("the candidate folder is required (or --recover alone)")
 
     with _bundle_locked():
         recovered = recover([BUNDLED, args.baseline])
     if recovered:
         print(f"gate_compare: {recovered}", file=sys.stderr)
+    if args.recover:
+        if not recovered:
+            print("gate_compare: no interrupted --ship to recover", file=sys.stderr)
+        return 0
     present = [n for n in NETWORKS if (args.candidate / n).is_dir()]
     if not present:
         raise SystemExit(f"gate_compare: {args.candidate} holds none of {', '.join(NETWORKS)}")

@@ -14,6 +14,10 @@ WEIGHTS_ENV = "HRINPAINT_WEIGHTS"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "weights"
 
 
+# Present in DEFAULT_WEIGHTS while ``tools/gate_compare.py --ship`` swaps networks in, and left there
+# by a killed one until its next run finishes or undoes the switch.
+SHIP_JOURNAL = ".gate_compare-journal.json"
+
 # Weights subfolders each method needs (written by python -m convert_weights or make demo).
 METHOD_WEIGHTS = {"two_stage": ("dfnet", "shift_refine"), "zoom": ("zoom",)}
 
@@ -27,6 +31,12 @@ def resolve_weights(weights: str | None, method: str = "two_stage") -> Path:
     wanted = " and ".join(f"{n}/" for n in need)
     chosen = weights or os.environ.get(WEIGHTS_ENV)
     if not chosen:
+        if (DEFAULT_WEIGHTS / SHIP_JOURNAL).exists():
+            raise InputError(
+                f"the bundled weights in {DEFAULT_WEIGHTS} are mid-switch (an interrupted or running "
+                "tools/gate_compare.py --ship); run 'python tools/gate_compare.py --recover' to finish "
+                "or undo it"
+            )
         if all((DEFAULT_WEIGHTS / name).is_dir() for name in need):
             return DEFAULT_WEIGHTS
         raise InputError(
