@@ -142,8 +142,8 @@ def add_parser(subparsers) -> None:
         type=float_range(1.0),
         default=CROP_CONTEXT,
         metavar="X",
-        help=f"crop side = X times the hole group's larger extent, at least the network's "
-        f"working size (default {CROP_CONTEXT:g})",
+        help=f"each hole's crop side = X times its own larger extent (crops that overlap merge; "
+        f"smaller than the network's working size: enlarged to it) (default {CROP_CONTEXT:g})",
     )
     p.add_argument(
         "--memory-budget",
