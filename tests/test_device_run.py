@@ -1,5 +1,8 @@
 """The GPU run's own pieces that the CPU rehearsal (``make test`` ends with it) does not pin down:
-configs/gpu.py continues the bundled weights exactly, and the bundle's travel count."""
+configs/gpu.py continues the bundled weights exactly, the bundle's travel count, the tables copied
+into the tracked results folder, and a rehearsal that never stops a phase for time."""
+
+import sys
 
 import jax
 import numpy as np
@@ -43,3 +46,81 @@ def test_travel_count_sees_tracked_files():
     total = tree_bytes()
     # The embedded weights alone are several MiB; the whole tree must stay under the 64 MiB limit.
     assert 4 * MIB < total < 60 * MIB
+
+
+ENV_MD = """# Device run environment
+
+- date 2026-12-07 (UTC)
+- python 3.12.3 (/usr/bin/python3)
+- backend gpu, 1 device(s): NVIDIA H100 80GB HBM3
+"""
+
+
+def _fake_run(folder, env=ENV_MD):
+    folder.mkdir(parents=True)
+    (folder / "a_env.md").write_text(env)
+    (folder / "b_parity.csv").write_text("check,dtype,passed\ndfnet,float32,True\n")
+    (folder / "summary.md").write_text("# Device run\n\n" + env)
+    (folder / "run.log").write_text("[   0.0 s] device run\n")
+    (folder / "e_training.tar.gz").write_bytes(b"\x1f\x8b weights")
+    for f in folder.iterdir():  # as the device tool hands them back
+        f.chmod(0o444)
+    return folder
+
+
+def test_collect_copies_the_tables_into_a_folder_named_for_date_and_device(tmp_path):
+    from tools.device_run import collect
+
+    src = _fake_run(tmp_path / "files_at")
+    dest = collect(src, tmp_path / "device")
+    assert dest == tmp_path / "device" / "2026-12-07_h100"
+    assert sorted(f.name for f in dest.iterdir()) == [
+        "a_env.md",
+        "b_parity.csv",
+        "run.log",
+        "summary.md",
+    ]
+    assert (dest / "b_parity.csv").read_text() == (src / "b_parity.csv").read_text()
+    assert all(f.stat().st_mode & 0o200 for f in dest.iterdir())  # writable copies
+    assert collect(src, tmp_path / "device") == dest  # the same run again: nothing new
+    (src / "b_parity.csv").chmod(0o644)
+    (src / "b_parity.csv").write_text("check,dtype,passed\n")
+    assert collect(src, tmp_path / "device") == tmp_path / "device" / "2026-12-07_h100_2"
+    assert sorted(p.name for p in (tmp_path / "device").iterdir()) == [
+        "2026-12-07_h100",
+        "2026-12-07_h100_2",
+    ]
+
+
+def test_collect_names_several_devices_and_refuses_a_folder_that_is_no_run(tmp_path):
+    from tools.device_run import CollectError, collect, run_name
+
+    eight = ENV_MD.replace("1 device(s): NVIDIA H100 80GB HBM3", "8 device(s): NVIDIA H200, NVIDIA H200")
+    assert run_name(_fake_run(tmp_path / "eight", eight)) == "2026-12-07_8xh200"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CollectError, match="neither a_env.md nor summary.md"):
+        collect(tmp_path / "empty", tmp_path / "device")
+    with pytest.raises(CollectError, match=r"a_env.md has no '- date"):
+        collect(_fake_run(tmp_path / "old", ENV_MD.replace("- date", "- day")), tmp_path / "device")
+    with pytest.raises(CollectError, match="no such folder"):
+        collect(tmp_path / "nope", tmp_path / "device")
+    assert not (tmp_path / "device").exists() or not any((tmp_path / "device").iterdir())
+
+
+def test_rehearsal_never_stops_a_phase_for_time(tmp_path, monkeypatch):
+    """A rehearsal phase outlasting its would-be limit still runs to its end and passes; only a
+    real run stops a command on the clock (SIGTERM)."""
+    from tools import device_run
+
+    slow = [sys.executable, "-c", "import time; time.sleep(1.5); print('finished')"]
+    r = device_run.Runner(tmp_path, budget=0.0, rehearse=True)
+    assert r.run("slow", slow, timeout=0.01) == 0 and not r.failed
+    seen = []
+    monkeypatch.setattr(device_run.Runner, "run", lambda self, name, cmd, timeout: seen.append(cmd))
+    device_run.timed_phase(r, "b", ["parity"], budget_total=0.0)
+    assert seen == [["parity"]]  # no --deadline: every check runs
+    (tmp_path / "real").mkdir()
+    real = device_run.Runner(tmp_path / "real", budget=100.0, rehearse=False)
+    device_run.timed_phase(real, "b", ["parity"], budget_total=100.0)
+    assert seen[1][:2] == ["parity", "--deadline"]
+    assert "finished" in (tmp_path / "run.log").read_text()

