@@ -1,7 +1,5 @@
 """``python -m hrinpaint_jax``: the ``hrinpaint`` command."""
 
-import sys
+from hrinpaint_jax.cli import program
 
-from hrinpaint_jax.cli import main
-
-sys.exit(main())
+program()

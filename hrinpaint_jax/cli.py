@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -70,6 +71,23 @@ def _process_setup():
         logger.propagate = saved[1]
 
 
+# A Ctrl-C / SIGTERM can land while XLA compiles on its own threads (jaxlib checks for signals
+# during compilation). Freeing the interrupted frames then pulls objects from under those threads
+# and the process died by SIGSEGV (exit -11) instead of 143. So the interruption is kept alive here
+# and ``program`` leaves through ``os._exit`` once the outputs have been cleaned up.
+_INTERRUPTED: list[BaseException] = []
+
+
+def program() -> None:
+    """The ``hrinpaint`` console script: ``main()``, then exit with its code (see ``_INTERRUPTED``)."""
+    code = main()
+    if code in (130, 143) and _INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv=None) -> int:
     """Runs one command; returns its exit code: 0, 2 refused, 130 Ctrl-C, 143 SIGTERM."""
     tune_cpu_flags()  # before anything imports jax
@@ -84,6 +102,7 @@ def main(argv=None) -> int:
                 return e.code
             return args.run(args)
         except KeyboardInterrupt as e:  # partial outputs are removed on the way out
+            _INTERRUPTED.append(e)
             terminated = isinstance(e, Terminated)
             print(f"hrinpaint: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
             return 143 if terminated else 130
@@ -97,4 +116,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program()

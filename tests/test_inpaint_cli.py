@@ -386,6 +386,41 @@ def test_ctrl_c_and_sigterm_exit_with_one_line_and_leave_nothing(name, code, lin
     assert listing(tmp_path) == ["in.png", "m.png"]  # no output, no temporary file
 
 
+# Sends the signal 0.5 s into the first XLA compilation, from another thread: jaxlib raises the
+# interruption inside the compile call while XLA's own threads are still at work.
+SIGNAL_DURING_COMPILE = """
+import os, signal, threading
+from jax._src import compiler
+_compile = compiler.backend_compile_and_load
+def compile_and_signal(*args, **kwargs):
+    if not getattr(compiler, "signalled", False):
+        compiler.signalled = True
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.{name})).start()
+    return _compile(*args, **kwargs)
+compiler.backend_compile_and_load = compile_and_signal
+"""
+
+
+@pytest.mark.parametrize(
+    "name, code, line",
+    [("SIGINT", 130, "hrinpaint: interrupted"), ("SIGTERM", 143, "hrinpaint: terminated")],
+)
+def test_a_signal_during_compilation_exits_cleanly_not_by_a_crash(name, code, line, weights, tmp_path):
+    """Was exit -11 (SIGSEGV) in ``hrinpaint export`` and the device run: the interrupted compile's
+    frames were freed under XLA's threads. Now the console script's ``program`` exits 130 / 143."""
+    save(tmp_path / "in.png", photo())
+    save(tmp_path / "m.png", square_mask())
+    hook = SIGNAL_DURING_COMPILE.format(name=name)
+    script = f"{hook}\nfrom hrinpaint_jax.cli import program\nprogram()"
+    args = ("inpaint", "--image", tmp_path / "in.png", "--mask", tmp_path / "m.png",
+            "--output", tmp_path / "out.png", "--weights", weights)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == line and "Traceback" not in proc.stderr, proc.stderr
+    assert listing(tmp_path) == ["in.png", "m.png"]
+
+
 def test_sigterm_from_outside_stops_a_folder_run_cleanly(weights, tmp_path):
     """SIGTERM sent while a folder run is busy: exit 143 with one line, only complete outputs."""
     images, masks, outs = tmp_path / "img", tmp_path / "msk", tmp_path / "out"
