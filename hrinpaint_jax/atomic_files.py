@@ -4,12 +4,18 @@
 complete. The temporary name carries the writer's PID, so a later write to the same target removes
 what a killed process (``kill -9``) left behind. Permission bits follow the umask for a new file and
 are kept for a replaced one (``mkstemp`` alone would make every output 0600).
+
+A full disk (``ENOSPC``) or an exhausted quota (``EDQUOT``) becomes ``NoSpaceError``: one line with
+the path and the space the write needs (``check_free_space`` before a large write, ``no_space_error``
+for what a library raised while writing, tensorstore's ``ValueError`` text included).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +30,70 @@ class OutputExistsError(FileExistsError):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_NO_SPACE_TEXT = tuple(os.strerror(code) for code in NO_SPACE_ERRNOS)  # "No space left on device"
+
+
+class NoSpaceError(OSError):
+    """Not enough free space (or quota) for a write: names the path and the space needed."""
+
+    def __init__(self, path: str | os.PathLike, needed: int, free: int | None = None, code: int = 0):
+        code = code or errno.ENOSPC
+        have = f", {human_bytes(free)} free" if free is not None else ""
+        message = f"{os.strerror(code)} (the write needs about {human_bytes(needed)}{have})"
+        super().__init__(code, message, os.fspath(path))
+        self.needed, self.free = needed, free
+
+    def __str__(self) -> str:
+        return f"{self.strerror}: {self.filename}"
+
+
+def human_bytes(n: int | float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{int(n)} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Free bytes for an unprivileged writer on the filesystem of ``path`` (or of its nearest
+    existing parent); None when that cannot be told."""
+    path = os.path.abspath(os.fspath(path))
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def check_free_space(path: str | os.PathLike, needed: int) -> None:
+    """Raises ``NoSpaceError`` when the filesystem of ``path`` has less than ``needed`` bytes free
+    (plus 10 % and 64 KiB for metadata). A cheap check before a large write; quotas are not seen here."""
+    needed = int(needed * 1.1) + (64 << 10)
+    free = free_bytes(path)
+    if free is not None and free < needed:
+        raise NoSpaceError(path, needed, free)
+
+
+def no_space_error(e: BaseException, path: str | os.PathLike, needed: int) -> NoSpaceError | None:
+    """``NoSpaceError`` for ``e`` when it (or an exception it was raised from) is a full disk or
+    quota, whatever type the library wrapped it in; else None."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, NoSpaceError):
+            return e
+        code = getattr(e, "errno", None)
+        if code in NO_SPACE_ERRNOS or any(t in str(e) for t in _NO_SPACE_TEXT):
+            if code not in NO_SPACE_ERRNOS:
+                code = errno.EDQUOT if _NO_SPACE_TEXT[1] in str(e) else errno.ENOSPC
+            return NoSpaceError(path, needed, None, code)  # free: what is left is no guide
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _umask() -> int:

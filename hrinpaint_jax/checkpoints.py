@@ -7,13 +7,18 @@ Layout (written by ``save_pretrained``, read by ``load_pretrained``)::
 
 Writes are atomic: the checkpoint is written to a hidden sibling directory and renamed into place
 only once complete, so an interrupted or failed write never leaves a half-written ``DIR`` and never
-clobbers an existing one unless ``overwrite=True``.
+clobbers an existing one unless ``overwrite=True``. A full disk is ``atomic_files.NoSpaceError``
+(one line: the folder and the space needed), checked before writing too; what a killed writer left
+(``.DIR.partial-PID-*``) is removed by the next write of ``DIR``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Mapping
@@ -22,6 +27,8 @@ from typing import Any
 import jax
 import numpy as np
 from flax import traverse_util
+
+from hrinpaint_jax.atomic_files import check_free_space, no_space_error
 
 FORMAT = "hrinpaint_jax.pretrained.v1"
 
@@ -33,7 +40,91 @@ class CheckpointError(ValueError):
 def _checkpointer():
     import orbax.checkpoint as ocp
 
+    quiet_closed_loop_callbacks()
     return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+
+
+def _is_closed_loop_callback(unraisable) -> bool:
+    exc = unraisable.exc_value
+    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+def quiet_closed_loop_callbacks() -> None:
+    """Drops one kind of noise: when an orbax read or write fails, orbax's asyncio loop closes at
+    the first error while tensorstore still completes the other reads / writes in flight; their
+    completion callbacks (``loop.call_soon_threadsafe``) then raise "Event loop is closed", which
+    tensorstore reports through ``sys.unraisablehook`` as a traceback each, after the error was
+    already handled. Nothing is lost. Every other unraisable exception goes to the previous hook."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_hrinpaint_quiet", False):
+        return
+
+    def hook(unraisable):
+        if not _is_closed_loop_callback(unraisable):
+            previous(unraisable)
+
+    hook._hrinpaint_quiet = True
+    sys.unraisablehook = hook
+
+
+def _orbax_error_record(record) -> bool:
+    return record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname
+
+
+@contextlib.contextmanager
+def orbax_errors_raised_only():
+    """Within: orbax's background threads do not also log the error they hand back to the caller
+    (``_SignalingThread.run() raised an exception`` with a traceback, through absl's logger); the
+    caller reports it in one line. Other records pass."""
+
+    def keep(record) -> bool:
+        return not _orbax_error_record(record)
+
+    loggers = [logging.getLogger("absl"), logging.getLogger()]
+    handlers = {h for lg in loggers for h in lg.handlers}
+    for target in (*loggers, *handlers):
+        target.addFilter(keep)
+    try:
+        yield
+    finally:
+        for target in (*loggers, *handlers):
+            target.removeFilter(keep)
+
+
+def _partial_prefix(directory: str) -> str:
+    return f".{os.path.basename(directory)}.partial-"
+
+
+def remove_partial(staging: str) -> None:
+    """Deletes a staging folder and what orbax wrote beside it (``STAGING.orbax-checkpoint-tmp*``)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    parent, name = os.path.split(staging)
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(parent):
+            if entry.name.startswith(f"{name}.orbax-checkpoint-tmp"):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _remove_stale_partials(directory: str) -> None:
+    """Staging folders of ``directory`` left by writers that no longer run (kill -9): their names
+    carry the writer's PID (``.NAME.partial-PID-HEX``)."""
+    parent, prefix = os.path.dirname(directory), _partial_prefix(directory)
+    try:
+        entries = [e.name for e in os.scandir(parent) if e.name.startswith(prefix)]
+    except OSError:
+        return
+    for name in entries:
+        pid = name[len(prefix) :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still writing
+        except ProcessLookupError:
+            pass
+        except OSError:  # another user's live process
+            continue
+        remove_partial(os.path.join(parent, name.split(".orbax-checkpoint-tmp", 1)[0]))
 
 
 def save_pretrained(
@@ -67,14 +158,24 @@ def save_pretrained(
         **dict(metadata or {}),
     }
     host_vars = jax.tree.map(np.asarray, dict(variables))
-    staging = os.path.join(parent, f".{os.path.basename(directory)}.partial-{uuid.uuid4().hex[:8]}")
+    needed = sum(int(x.nbytes) for x in jax.tree.leaves(host_vars))
+    _remove_stale_partials(directory)
+    check_free_space(parent, needed)
+    staging = os.path.join(parent, f"{_partial_prefix(directory)}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        _checkpointer().save(
-            staging,
-            ocp.args.Composite(
-                variables=ocp.args.StandardSave(host_vars), metadata=ocp.args.JsonSave(meta)
-            ),
-        )
+        try:
+            with orbax_errors_raised_only():
+                _checkpointer().save(
+                    staging,
+                    ocp.args.Composite(
+                        variables=ocp.args.StandardSave(host_vars), metadata=ocp.args.JsonSave(meta)
+                    ),
+                )
+        except Exception as e:
+            full = no_space_error(e, parent, needed)
+            if full is not None:
+                raise full from None
+            raise
         if not os.path.exists(directory):
             os.replace(staging, directory)
             return directory
@@ -91,7 +192,7 @@ def save_pretrained(
         finally:
             shutil.rmtree(trash, ignore_errors=True)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_partial(staging)
     return directory
 
 

@@ -12,8 +12,9 @@ and the ``tensorboard.compat.proto`` protos; without TensorFlow tensorboard uses
 Process 0 (``primary=True``) writes ``LOGDIR/events.out.tfevents.*`` (a new file per run or
 resume, as TensorBoard expects) and appends every scalar to ``LOGDIR/metrics.csv`` in long
 format: a header ``step,name,value`` and then one row per scalar (``repr`` of the float, so the
-value reads back exactly). A run resumed from a checkpoint appends the steps it redoes again:
-for a repeated (step, name) the last row is the current one. Every process logs its scalars
+value reads back exactly). A run resumed from a checkpoint (``resume_step``) first drops the rows
+after that step (the steps a killed run did past its last checkpoint, which the resumed run redoes),
+so every step appears once. Every process logs its scalars
 (``logging`` at INFO: ``[step] name=value, ...``); the others write no files.
 
 ``ReportProgress`` replaces ``clu.periodic_actions.ReportProgress``: every ``every_steps`` steps
@@ -32,6 +33,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from hrinpaint_jax.atomic_files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +66,11 @@ class MetricWriter:
     Args:
       logdir: directory of the event files and ``metrics.csv`` (created on the primary process).
       primary: True on the process that writes files (process 0); False only logs.
+      resume_step: the checkpoint a resumed run starts from: rows of later steps are removed from
+        ``metrics.csv`` (atomically) before anything is appended.
     """
 
-    def __init__(self, logdir: str | os.PathLike, primary: bool = True):
+    def __init__(self, logdir: str | os.PathLike, primary: bool = True, resume_step: int | None = None):
         self.logdir = os.fspath(logdir)
         self.primary = primary
         self._events = None
@@ -77,6 +82,8 @@ class MetricWriter:
             os.makedirs(self.logdir, exist_ok=True)
             self._events = EventFileWriter(self.logdir)
             path = os.path.join(self.logdir, CSV_NAME)
+            if resume_step is not None and os.path.exists(path):
+                _drop_rows_after(path, resume_step)
             new = not os.path.exists(path) or os.path.getsize(path) == 0
             self._csv_file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
             self._csv = csv.writer(self._csv_file)
@@ -164,6 +171,25 @@ class MetricWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _drop_rows_after(path: str, step: int) -> None:
+    """Rewrites ``metrics.csv`` without the rows of steps after ``step`` (atomically; untouched
+    when there are none). A torn last row (a kill while writing) goes too."""
+    with open(path, newline="") as f:
+        text = f.read()
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or tuple(rows[0]) != CSV_HEADER:
+        return
+    keep = [rows[0]] + [r for r in rows[1:] if len(r) == 3 and r[0].isdigit() and int(r[0]) <= step]
+    if len(keep) == len(rows) and text.endswith("\n"):
+        return
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+
+    atomic_write(path, write)
 
 
 def read_csv(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:

@@ -5,10 +5,13 @@
 * Data parallel over all devices of all processes (``jax.pmap``, axis ``parallel.AXIS``; gradients,
   metrics and BatchNorm statistics averaged over devices). One compiled step for the whole run
   (states are donated; batches have fixed shapes).
+* One training process per workdir (``train_checkpoints.WorkdirLock``): a second one stops with
+  ``WorkdirBusy`` before touching anything.
 * Checkpoints (``train_checkpoints``) in ``WORKDIR/checkpoints`` every ``config.checkpoint_every``
-  steps, at the end and on SIGTERM; a run restarted on the same workdir resumes from the latest
-  step (same data stream and rngs as an uninterrupted run). ``config.init_from`` starts a fresh
-  run from another stage's workdir or a converted weights directory (``init_from``).
+  steps, at the end and on SIGTERM (then ``Preempted`` is raised); a run restarted on the same
+  workdir resumes from the newest intact step (same data stream and rngs as an uninterrupted run;
+  damaged newer steps are skipped and moved aside). ``config.init_from`` starts a fresh run from
+  another stage's workdir or a converted weights directory (``init_from``).
 * ``metric_writers.MetricWriter`` (no TensorFlow; process 0 writes TensorBoard event files and
   ``WORKDIR/metrics.csv``, every process logs): every loss term, the learning rate, steps/s, ETA
   and elapsed time; PNG sample grids (input | mask | output | target) as image summaries and in
@@ -18,6 +21,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -36,10 +40,11 @@ from hrinpaint_jax.masks import MaskSchedule
 from hrinpaint_jax.metric_writers import MetricWriter, ReportProgress
 from hrinpaint_jax.tasks import TASKS, Task, TrainState, get_task
 from hrinpaint_jax.train_checkpoints import (
+    WorkdirLock,
     checkpoint_manager,
     is_workdir,
-    restore_checkpoint,
-    restore_legs,
+    remove_partial_saves,
+    restore_latest,
     save_checkpoint,
 )
 
@@ -52,6 +57,14 @@ class TrainingDiverged(RuntimeError):
 
 class ConfigError(ValueError):
     """A training config field with a value the run cannot use; the message names the field."""
+
+
+class Preempted(RuntimeError):
+    """SIGTERM: the run saved a checkpoint at ``step`` and stopped (``train.py`` exits 143)."""
+
+    def __init__(self, step: int):
+        super().__init__(f"stopped by SIGTERM at step {step}, checkpoint saved; rerun to resume")
+        self.step = step
 
 
 MASK_KINDS = ("none", "irregular", *MaskSchedule.KINDS)
@@ -97,6 +110,23 @@ def check_config(config, num_devices: int | None = None) -> None:
     positive("sample_every", config.sample_every, minimum=0)
     if not config.optim.lr > 0:
         raise ConfigError(f"config.optim.lr must be > 0, got {config.optim.lr!r}")
+    bounds = config.optim.boundaries
+    if (
+        not isinstance(bounds, (tuple, list))
+        or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in bounds)
+        or list(bounds) != sorted(set(bounds))
+    ):
+        raise ConfigError(
+            f"config.optim.boundaries must be increasing update counts, e.g. (1000, 2000), "
+            f"got {bounds!r}"
+        )
+    source = d.source
+    if source.startswith("folder:") and not os.path.isdir(source[len("folder:") :]):
+        raise ConfigError(f"config.data.source: no folder {source[len('folder:') :]}")
+    if source != "samples" and not source.startswith(("folder:", "tfds:")):
+        raise ConfigError(
+            f"config.data.source must be 'tfds:NAME', 'folder:PATH' or 'samples', got {source!r}"
+        )
     if config.masks.kind not in MASK_KINDS:
         raise ConfigError(
             f"config.masks.kind must be one of {', '.join(MASK_KINDS)}, got {config.masks.kind!r}"
@@ -181,39 +211,56 @@ def build(config) -> tuple[Task, dict[str, TrainState], dict[str, Any]]:
 
 
 def train_and_evaluate(config, workdir: str | os.PathLike) -> dict[str, float]:
-    """Trains ``config.task`` for ``config.num_train_steps`` in ``workdir`` (resuming if it holds
-    checkpoints). Returns the last logged metrics.
+    """Trains ``config.task`` for ``config.num_train_steps`` in ``workdir`` (resuming from its newest
+    intact checkpoint if it holds any). Returns the last logged metrics; ``Preempted`` after a
+    SIGTERM (checkpoint saved).
 
-    Nothing is written to ``workdir`` before the config, the networks and ``config.init_from`` have
-    been checked."""
+    Nothing is written to ``workdir`` before the config, the networks, the first batch of a fresh
+    run and ``config.init_from`` have been checked, nor while another process trains in it."""
     check_config(config, jax.device_count())
     workdir = os.path.abspath(os.fspath(workdir))
-    task, states, frozen = build(config)
-    manager = checkpoint_manager(workdir, config) if is_workdir(workdir) else None
-    start = manager.latest_step() if manager is not None else None
-    if start is not None:
-        states = restore_checkpoint(manager, start, states)
-        legs = restore_legs(manager, start)
-        if not legs:  # a checkpoint from before the training record: say what is unaccounted
-            legs = [training_record.unrecorded(config, workdir, start)]
-            logger.warning("checkpoint %d has no training record: steps 0-%d unrecorded", start, start)
-        logger.info("resumed from step %d in %s", start, workdir)
-    else:
-        start, legs = 0, []
-        if config.init_from:
-            states = initialise_from(states, config.init_from, config.init_from_optimizer)
-            legs = inherited_legs(config.init_from)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"workdir {workdir} is a file, not a folder")
     primary = jax.process_index() == 0
-    if manager is None:
-        if primary:
-            os.makedirs(workdir, exist_ok=True)
-        manager = checkpoint_manager(workdir, config)
-    writer = MetricWriter(workdir, primary=primary)
+    lock = None
     try:
-        return _train_loop(config, workdir, task, states, frozen, start, manager, writer, legs)
+        if primary and os.path.isdir(workdir):
+            lock = WorkdirLock(workdir).acquire()  # before anything is read or moved
+        task, states, frozen = build(config)
+        resumed = restore_latest(workdir, states, move_aside=primary) if is_workdir(workdir) else None
+        first = None
+        if resumed is not None:
+            start, states, legs = resumed
+            if not legs:  # a checkpoint from before the training record: say what is unaccounted
+                legs = [training_record.unrecorded(config, workdir, start)]
+                logger.warning(
+                    "checkpoint %d has no training record: steps 0-%d unrecorded", start, start
+                )
+            logger.info("resumed from step %d in %s", start, workdir)
+        else:
+            start, legs = 0, []
+            if config.init_from:
+                states = initialise_from(states, config.init_from, config.init_from_optimizer)
+                legs = inherited_legs(config.init_from)
+            first = task.batches(0)  # a bad data source fails here, before the workdir exists
+            first = itertools.chain([next(first)], first)
+            if primary:
+                os.makedirs(workdir, exist_ok=True)
+                lock = lock or WorkdirLock(workdir).acquire()
+        manager = checkpoint_manager(workdir, config)
+        if primary:
+            remove_partial_saves(manager.directory)  # what a killed save left (orbax keeps it)
+        writer = MetricWriter(workdir, primary=primary, resume_step=start if resumed else None)
+        try:
+            return _train_loop(
+                config, workdir, task, states, frozen, start, manager, writer, legs, first
+            )
+        finally:
+            writer.close()
+            manager.close()
     finally:
-        writer.close()
-        manager.close()
+        if lock is not None:
+            lock.release()
 
 
 def _train_loop(
@@ -226,6 +273,7 @@ def _train_loop(
     manager,
     writer,
     legs: list[dict],
+    batches=None,
 ) -> dict[str, float]:
     primary = jax.process_index() == 0
     clock = training_record.LegClock(config, workdir, start)  # this run's leg of the record
@@ -238,7 +286,7 @@ def _train_loop(
     p_samples = jax.pmap(task.samples, axis_name=parallel.AXIS)
     r_states, r_frozen = parallel.replicate(states), parallel.replicate(frozen)
     r_rng = parallel.replicate(jax.random.fold_in(jax.random.key(config.seed), 1))
-    batches = parallel.prefetch_to_device(task.batches(start), 2)
+    batches = parallel.prefetch_to_device(batches or task.batches(start), 2)
     history: list[dict] = []
     last: dict[str, float] = {}
     step = start
@@ -268,7 +316,7 @@ def _train_loop(
                 save_checkpoint(manager, step, parallel.unreplicate(r_states), config, record)
             if due_stop:
                 logger.warning("stopped at step %d on SIGTERM", step)
-                break
+                raise Preempted(step)
     return last
 
 

@@ -31,7 +31,7 @@ def run_cached(cache: Path) -> str:
     env = {**os.environ, "HRINPAINT_COMPILE_CACHE": str(cache)}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(cache)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return proc.stderr
 

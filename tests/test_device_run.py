@@ -124,3 +124,20 @@ def test_rehearsal_never_stops_a_phase_for_time(tmp_path, monkeypatch):
     device_run.timed_phase(real, "b", ["parity"], budget_total=100.0)
     assert seen[1][:2] == ["parity", "--deadline"]
     assert "finished" in (tmp_path / "run.log").read_text()
+
+
+def test_a_training_stage_stopped_by_its_deadline_counts_as_done(tmp_path):
+    """A real run trains until SIGTERM; train.py then saves and exits 143, which is its success
+    (``stops=True``). Any other command stopped for time, or exiting 143 by itself, has failed."""
+    from tools import device_run
+
+    trains = [sys.executable, "-c", (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)")]  # fmt: skip
+    r = device_run.Runner(tmp_path, budget=100.0, rehearse=False)
+    assert r.run("e/dfnet", trains, timeout=5, grace=300, stops=True) == 0 and not r.failed
+    assert r.run("c", trains, timeout=5, grace=300) == 143 and r.failed == ["c"]
+    quits = [sys.executable, "-c", "import sys; sys.exit(143)"]
+    assert r.run("e/zoom", quits, timeout=300, stops=True) == 143 and r.failed == ["c", "e/zoom"]

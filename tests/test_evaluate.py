@@ -198,7 +198,7 @@ def test_missing_lpips_weights_is_one_line_and_exit_2(tmp_path):
         text=True,
         cwd=REPO,
         env={**os.environ, "HRINPAINT_WEIGHTS": ""},
-        timeout=120,
+        timeout=900,
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -358,7 +358,7 @@ def run_evaluate_methods(tmp_path, methods: str) -> subprocess.CompletedProcess:
         text=True,
         cwd=REPO,
         env={**os.environ, "HRINPAINT_WEIGHTS": ""},
-        timeout=120,
+        timeout=900,
     )
 
 

@@ -283,7 +283,7 @@ def train_cmd(workdir, stage="zoom_pretrain_coarse", **flags):
     ]
 
 
-def wait_for_checkpoint(proc, workdir, step, timeout=240):
+def wait_for_checkpoint(proc, workdir, step, timeout=900):
     target = Path(workdir) / "checkpoints" / str(step)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -298,7 +298,7 @@ def wait_for_checkpoint(proc, workdir, step, timeout=240):
 
 def test_kill_9_and_sigterm_then_resume_equal_an_uninterrupted_run(tmp_path):
     """kill -9 after the step-2 checkpoint, restart, SIGTERM after step 4 (saves where it is and
-    exits 0), finish: the final params equal an uninterrupted run's (same data stream and rngs)."""
+    exits 143), finish: the final params equal an uninterrupted run's (same data stream and rngs)."""
     whole = tmp_path / "whole"
     train_lib.train_and_evaluate(tiny_config("zoom_pretrain_coarse", **RESUME_FLAGS), whole)
     work = tmp_path / "interrupted"
@@ -308,7 +308,7 @@ def test_kill_9_and_sigterm_then_resume_equal_an_uninterrupted_run(tmp_path):
     try:
         wait_for_checkpoint(proc, work, 2)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
+        proc.wait(timeout=600)
         killed_at = train_checkpoints.checkpoint_manager(work).latest_step()
         assert killed_at is not None and killed_at < 12
         proc = subprocess.Popen(
@@ -316,9 +316,9 @@ def test_kill_9_and_sigterm_then_resume_equal_an_uninterrupted_run(tmp_path):
         )
         wait_for_checkpoint(proc, work, killed_at + 2)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err[-2000:]
-        assert "SIGTERM" in err
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 143, err[-2000:]  # preempted, not done
+        assert err.strip().splitlines()[-1].startswith("train.py: stopped by SIGTERM at step")
     finally:
         proc.kill()
     stopped_at = train_checkpoints.checkpoint_manager(work).latest_step()
@@ -346,6 +346,7 @@ def test_resuming_a_checkpoint_without_a_record_counts_its_steps_as_unrecorded(t
 
     train_lib.train_and_evaluate(tiny_config("zoom_pretrain_sr", num_train_steps=1), tmp_path)
     shutil.rmtree(tmp_path / "checkpoints" / "1" / "record")  # as written before the record
+    (tmp_path / "checkpoints" / "1" / train_checkpoints.MANIFEST).unlink()  # (and the manifest)
     train_lib.train_and_evaluate(tiny_config("zoom_pretrain_sr", num_train_steps=2), tmp_path)
     legs = train_checkpoints.checkpoint_legs(tmp_path)
     assert [(g["platform"], g["start_step"], g["end_step"]) for g in legs] == [
@@ -478,7 +479,7 @@ def test_train_py_rejects_a_bad_config_before_any_work(tmp_path, flag, field):
     """Exit 2 with one line naming the field, no traceback, and no workdir."""
     work = tmp_path / "work"
     cmd = train_cmd(work) + [f"--config.{flag}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"train.py: config.{field} must be")
@@ -531,7 +532,7 @@ def test_two_processes_equal_one_process_with_four_devices(tmp_path):
         for i in range(2)
     ]
     try:
-        errors = [p.communicate(timeout=300)[1] for p in procs]
+        errors = [p.communicate(timeout=900)[1] for p in procs]
     finally:
         for p in procs:
             p.kill()
