@@ -15,19 +15,11 @@ hrinpaint install-gimp-plugin       add Filters > Enhance > HR Inpaint... to GIM
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
-import signal
 import sys
-import threading
 
 from hrinpaint_jax.commands import COMMANDS, convert
-from hrinpaint_jax.runtime import tune_cpu_flags
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C (files cleaned up)."""
+from hrinpaint_jax.runtime import Terminated, command_process, tune_cpu_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,34 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.add_parser(subparsers)
     return p
-
-
-@contextlib.contextmanager
-def _process_setup():
-    """For one run: the package's warnings (e.g. a switch to tiled refinement) as "warning: ..."
-    stderr lines, shown once (not also by a root handler some library installed), and SIGTERM
-    turned into :class:`Terminated`. Both are undone afterwards (``main`` may run in-process)."""
-    logger = logging.getLogger("hrinpaint_jax")
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("warning: %(message)s"))
-    saved = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
-
-    def terminate(signum, frame):
-        raise Terminated()
-
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
-    try:
-        yield
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
-        logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
 
 
 # A Ctrl-C / SIGTERM can land while XLA compiles on its own threads (jaxlib checks for signals
@@ -92,7 +56,7 @@ def main(argv=None) -> int:
     """Runs one command; returns its exit code: 0, 2 refused, 130 Ctrl-C, 143 SIGTERM."""
     tune_cpu_flags()  # before anything imports jax
     argv = list(sys.argv[1:] if argv is None else argv)
-    with _process_setup():
+    with command_process():
         try:
             if argv[:1] == ["convert"]:
                 return convert.run_argv(argv[1:])

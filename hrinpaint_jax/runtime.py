@@ -1,4 +1,5 @@
-"""Process-level XLA settings, applied by the command-line tools before JAX is imported.
+"""Process-level settings of the command-line tools: XLA CPU flags (set before JAX is imported),
+the persistent compile cache, and one run's signal and warning handling (``command_process``).
 
 On CPU, jaxlib 0.10 lowers convolutions to YNNPACK fusions by default. Sending them to XLA's own
 (Eigen) convolution instead (``--xla_cpu_experimental_ynn_fusion_type=`` with an empty value) made
@@ -10,9 +11,12 @@ only when the user has not set it, and never when ``HRINPAINT_XLA_TUNING=0``.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
+import signal
+import threading
 
 YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
 _MEASURED_JAXLIB = ("0.10.",)
@@ -166,3 +170,35 @@ def _warn_once(cache_key: str, error: Exception, removed: bool) -> None:
     reason = f"{type(error).__name__}: {error}".splitlines()[0]
     _log.warning(f"unreadable compile cache entry {cache_key} ({reason}) {what}; others found in this "
                  "run are replaced silently")  # fmt: skip
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C (files cleaned up)."""
+
+
+@contextlib.contextmanager
+def command_process():
+    """For one run: the package's warnings (e.g. a switch to tiled refinement) as "warning: ..."
+    stderr lines, shown once (not also by a root handler some library installed), and SIGTERM
+    turned into :class:`Terminated`. Both are undone afterwards (``cli.main`` may run in-process)."""
+    logger = logging.getLogger("hrinpaint_jax")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
+    try:
+        yield
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]

@@ -15,6 +15,14 @@ os.environ["HRINPAINT_TEST_XLA_FLAGS"] = os.environ["XLA_FLAGS"]
 # The CLI keeps compiled pipelines in ~/.cache between runs; tests that want it set their own folder.
 os.environ.setdefault("HRINPAINT_COMPILE_CACHE", "0")
 
+import signal  # noqa: E402
+
+# A suite started in the background (nohup, `cmd &` in a script) inherits SIGINT ignored, and so
+# would every process a test starts: the Ctrl-C tests need it delivered. A handled signal is reset
+# to its default in a child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
