@@ -122,20 +122,24 @@ def _remove_stale_temps(path: Path) -> None:
     except OSError:
         return
     for entry in entries:
-        if not entry.name.startswith(prefix):
-            continue
-        pid_text = entry.name[len(prefix) :].split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        except OSError:  # another user's live process (EPERM)
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(entry.path)
+        if entry.name.startswith(prefix) and left_by_dead_writer(entry.name, prefix):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
+def left_by_dead_writer(name: str, prefix: str) -> bool:
+    """True if ``name`` (``PREFIX + PID-...``, a temporary file or folder) carries the PID of a process
+    that no longer exists; False for this process, a live writer or a name without a PID."""
+    pid_text = name[len(prefix) :].split("-", 1)[0]
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's live process (EPERM)
+        return False
+    return False  # still running
 
 
 def atomic_write(

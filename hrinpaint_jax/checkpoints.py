@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from hrinpaint_jax.atomic_files import check_free_space, no_space_error
+from hrinpaint_jax.atomic_files import check_free_space, left_by_dead_writer, no_space_error
 
 FORMAT = "hrinpaint_jax.pretrained.v1"
 
@@ -114,17 +114,8 @@ def _remove_stale_partials(directory: str) -> None:
     except OSError:
         return
     for name in entries:
-        pid = name[len(prefix) :].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # still writing
-        except ProcessLookupError:
-            pass
-        except OSError:  # another user's live process
-            continue
-        remove_partial(os.path.join(parent, name.split(".orbax-checkpoint-tmp", 1)[0]))
+        if left_by_dead_writer(name, prefix):
+            remove_partial(os.path.join(parent, name.split(".orbax-checkpoint-tmp", 1)[0]))
 
 
 def save_pretrained(
